@@ -1,0 +1,149 @@
+"""Content-addressed cache of expensive stages (trained models, adversarial sets, features).
+
+A stage's key hashes its name, its code version, the slice of configuration it depends on and
+the keys of the stages it consumes, so changing any of them computes a new entry. Writes go to a
+temporary folder that is renamed into place only once complete: a run killed half-way leaves a
+``*.tmp-*`` folder that is never read, never a half-written entry that is later trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import paths
+
+log = logging.getLogger(__name__)
+
+PAYLOAD = "payload.pt"
+META = "meta.json"
+
+
+class CacheMissError(RuntimeError):
+    """Raised on a cache miss when computing is disabled (``MEDADV_ALLOW_COMPUTE=0``)."""
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-able, order-independent form of a configuration slice."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float):
+        return float(repr(value)) if value == value else "nan"
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+        return _canonical(asdict(value))
+    raise TypeError(f"cannot hash configuration value of type {type(value).__name__}: {value!r}")
+
+
+def stage_key(stage: str, params: Mapping[str, Any], *, version: str, upstream: Sequence[str] = ()) -> str:
+    """Key of a stage: ``<stage>-<sha256 prefix>`` of its name, version, parameters and upstream keys."""
+    blob = json.dumps({"stage": stage, "version": version, "params": _canonical(params),
+                       "upstream": list(upstream)}, sort_keys=True)
+    return f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str
+    path: Path
+    hit: bool
+
+
+class Cache:
+    """A folder of completed stages, each ``<root>/<key>/{payload.pt, meta.json}``.
+
+    Parameters
+    ----------
+    root : path, optional
+        Defaults to :func:`medadv_lib.paths.cache_dir` (``MEDADV_CACHE_DIR`` or ``<repo>/.cache``).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = paths.cache_dir(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def contains(self, key: str) -> bool:
+        # meta.json is written last inside the temporary folder, so its presence marks completeness
+        return (self.path(key) / META).is_file()
+
+    def load(self, key: str) -> Any:
+        return torch.load(self.path(key) / PAYLOAD, map_location="cpu", weights_only=False)
+
+    def meta(self, key: str) -> dict:
+        return json.loads((self.path(key) / META).read_text())
+
+    def store(self, key: str, value: Any, meta: Mapping[str, Any] | None = None) -> Path:
+        """Atomically store ``value`` (anything ``torch.save`` accepts) under ``key``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.path(key)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=self.root))
+        try:
+            torch.save(value, tmp / PAYLOAD)
+            (tmp / META).write_text(json.dumps({"key": key, "created": time.time(), **(meta or {})}, indent=1, default=str))
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not self.contains(key):  # a complete entry from a concurrent run is as good as ours
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def get_or_compute(self, stage: str, params: Mapping[str, Any], compute: Callable[[], Any], *,
+                       version: str, upstream: Sequence[str] = (), command: str | None = None,
+                       meta: Mapping[str, Any] | None = None) -> tuple[Any, CacheEntry]:
+        """Load the stage if cached, else compute, store and return it.
+
+        Parameters
+        ----------
+        stage : str
+            Stage name, e.g. ``"model"`` or ``"adversarial"``.
+        params : mapping
+            The configuration slice the result depends on.
+        compute : callable
+            Produces the value on a miss.
+        version : str
+            Bump when the stage's code changes its result.
+        upstream : sequence of str
+            Keys of the cached stages this one consumes.
+        command : str, optional
+            Shell command that fills this entry, quoted in the error when computing is disabled.
+        """
+        key = stage_key(stage, params, version=version, upstream=upstream)
+        if self.contains(key):
+            try:
+                value = self.load(key)
+                log.info("cache hit %s", key)
+                return value, CacheEntry(key, self.path(key), True)
+            except Exception as err:  # a corrupt entry is recomputed, never trusted
+                log.warning("cache entry %s unreadable (%s); recomputing", key, err)
+                shutil.rmtree(self.path(key), ignore_errors=True)
+        if not paths.compute_allowed():
+            hint = f" Run `{command}` to fill it," if command else ""
+            raise CacheMissError(
+                f"cache miss for stage {stage!r} (key {key}) in {self.root} and computing is disabled "
+                f"by {paths.ALLOW_COMPUTE_ENV}=0.{hint} or unset {paths.ALLOW_COMPUTE_ENV}."
+            )
+        value = compute()
+        self.store(key, value, {"stage": stage, "version": version, "params": _canonical(params),
+                                "upstream": list(upstream), **(meta or {})})
+        return value, CacheEntry(key, self.path(key), False)

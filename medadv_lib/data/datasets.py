@@ -1,0 +1,217 @@
+"""Load a dataset by name at a square size, with train / val / test splits.
+
+Decoding and resizing happen once per (file, size) and are cached as uint8 arrays; later calls
+load the cached arrays in well under a second.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import paths
+from ..cache import Cache
+from .checksums import file_digest, verify_file
+from .readers import read_cifar_pickles, read_image_folder, read_medmnist_npz
+from .registry import DatasetInfo, get_info
+from .subsets import stratified_split
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+LOADER_VERSION = "1"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No file of the requested dataset in the data folder."""
+
+
+@dataclass
+class ImageSplit:
+    """One split: uint8 images (N, C, H, W) and int64 labels (N,), as torch tensors."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def float(self) -> torch.Tensor:
+        """Images as float32 in [0, 1]."""
+        return self.images.float().div_(255)
+
+    def subset(self, indices) -> "ImageSplit":
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ImageSplit(self.images[idx], self.labels[idx])
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        return torch.bincount(self.labels, minlength=num_classes).tolist()
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: its registry entry, the size it was resized to, its splits and source file."""
+
+    info: DatasetInfo
+    size: int
+    splits: dict[str, ImageSplit]
+    source: Path
+    cache_key: str
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def channels(self) -> int:
+        return self.info.channels
+
+    def __getitem__(self, split: str) -> ImageSplit:
+        if split not in self.splits:
+            raise KeyError(f"unknown split {split!r}; this dataset has {list(self.splits)}")
+        return self.splits[split]
+
+    @property
+    def train(self) -> ImageSplit:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> ImageSplit:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> ImageSplit:
+        return self.splits["test"]
+
+
+def _sized_candidates(info: DatasetInfo, size: int | None) -> list[str]:
+    if info.kind == "medmnist" and size in (64, 128, 224):
+        # MedMNIST+ ships larger files; prefer one over upsampling the 28-px images
+        sized = [c.replace(".npz", f"_{size}.npz") for c in info.candidates]
+        return sized + list(info.candidates)
+    return list(info.candidates)
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None, size: int | None = None) -> Path:
+    """Path of the file or folder holding dataset ``name``.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Listing every place looked at and how to obtain the data.
+    """
+    info = get_info(name)
+    root = paths.data_dir(data_dir)
+    tried = []
+    for rel in _sized_candidates(info, size):
+        path = root / rel
+        tried.append(str(path))
+        if path.exists():
+            return path
+    where = "the argument data_dir" if data_dir is not None else (
+        f"${paths.DATA_ENV}" if os.environ.get(paths.DATA_ENV) else f"the default (set ${paths.DATA_ENV} to change it)")
+    raise DatasetNotFoundError(
+        f"dataset {name!r} not found in {root} ({where}). Looked for:\n  " + "\n  ".join(tried)
+        + f"\nTo obtain it: {info.obtain}."
+    )
+
+
+def official_md5(info: DatasetInfo, path: Path) -> str | None:
+    if info.kind == "medmnist":
+        for size, md5 in info.extra.get("md5s", {}).items():
+            if path.name.endswith(f"_{size}.npz"):
+                return md5
+        return info.md5
+    return info.extra.get("official_md5", {}).get(path.name)
+
+
+def verify(name: str, data_dir=None, size: int | None = None):
+    """Locate dataset ``name`` and check its checksum; folders are reported as unverifiable (None)."""
+    info = get_info(name)
+    path = locate(name, data_dir, size)
+    if path.is_dir():
+        return path, None
+    return path, verify_file(path, official_md5=official_md5(info, path), root=paths.data_dir(data_dir))
+
+
+def _read(info: DatasetInfo, path: Path, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if info.kind == "medmnist":
+        return read_medmnist_npz(path)
+    if info.kind == "cifar10" and ("batches-py" in path.name or path.name == "cifar-10-python.tar.gz"):
+        return read_cifar_pickles(path)
+    decode_size = size if size <= info.native_size else None  # upsample later, in one place
+    return read_image_folder(path, info.classes, info.channels, decode_size)
+
+
+def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
+    """Antialiased bilinear resize of uint8 (N, C, H, W) images to ``size`` x ``size``."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for start in range(0, len(images), 1024):  # bounded memory for large sets
+        x = torch.from_numpy(images[start:start + 1024]).float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out)
+
+
+def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathLike | None = None,
+                 val_fraction: float = 0.1, seed: int = 0, cache: Cache | None = None,
+                 verify_checksum: bool = True) -> Dataset:
+    """Load dataset ``name`` resized to ``size`` x ``size`` with train / val / test splits.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`medadv_lib.data.dataset_names` (e.g. ``"pneumoniamnist"``, ``"chestxray"``).
+    size : int, optional
+        Square side in pixels; default the dataset's native size.
+    data_dir : path, optional
+        Overrides ``MEDADV_DATA_DIR``.
+    val_fraction, seed : float, int
+        For sets without a validation split (chest X-ray, CIFAR-10): a seeded, stratified fraction
+        of train becomes val.
+    cache : Cache, optional
+        Where decoded arrays are kept (default cache folder).
+    verify_checksum : bool
+        Refuse files whose checksum matches no known one (default True).
+    """
+    info = get_info(name)
+    size = int(size or info.native_size)
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    path = locate(name, data_dir, size)
+    if path.is_dir():
+        fingerprint = f"folder:{path}:{sum(1 for _ in path.rglob('*'))}"
+    else:
+        if verify_checksum:
+            verify_file(path, official_md5=official_md5(info, path), root=paths.data_dir(data_dir)).raise_if_bad()
+        fingerprint = file_digest(path)
+    cache = cache or Cache()
+
+    def compute():
+        raw = _read(info, path, size)
+        if "val" not in raw:
+            x, y = raw["train"]
+            keep, held = stratified_split(y, val_fraction, seed)
+            raw["train"], raw["val"] = (x[keep], y[keep]), (x[held], y[held])
+        return {s: (resize_uint8(raw[s][0], size), raw[s][1]) for s in SPLITS}
+
+    params = dict(name=info.name, size=size, source=fingerprint, val_fraction=val_fraction if not info.has_val else None,
+                  seed=seed if not info.has_val else None)
+    arrays, entry = cache.get_or_compute("dataset", params, compute, version=LOADER_VERSION,
+                                         command=f"medadv data list  # or load_dataset({name!r}, {size})")
+    splits = {s: ImageSplit(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)) for s, (x, y) in arrays.items()}
+    return Dataset(info, size, splits, path, entry.key)

@@ -1,0 +1,107 @@
+"""Registry of datasets: name -> where its files may lie, classes, channels, how to obtain it.
+
+MedMNIST names, classes, URLs and MD5s come from the ``medmnist`` package's metadata rather than
+being copied here, so new MedMNIST releases are picked up by upgrading that package.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the loader needs to know about one dataset.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"medmnist", "chestxray", "cifar10"}
+    classes : tuple of str
+    channels : int
+        Channels of the loaded images (1 or 3).
+    native_size : int
+    candidates : tuple of str
+        Paths relative to the data folder that may hold it, in order of preference.
+    obtain : str
+        How to get it, quoted in the missing-file error.
+    has_val : bool
+        Whether the files carry a validation split (else one is carved from train).
+    md5 : str or None
+        Official MD5 of the default-size file.
+    url : str or None
+    """
+
+    name: str
+    kind: str
+    classes: tuple[str, ...]
+    channels: int
+    native_size: int
+    candidates: tuple[str, ...]
+    obtain: str
+    has_val: bool = True
+    md5: str | None = None
+    url: str | None = None
+    task: str = "multi-class"
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+CHESTXRAY_CLASSES = ("NORMAL", "PNEUMONIA")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _medmnist_2d() -> dict[str, dict]:
+    from medmnist.info import INFO
+    # 2-D sets only: the 3-D ones (organmnist3d, ...) are volumes, which this loader does not read
+    return {name: info for name, info in INFO.items() if not name.endswith("3d")}
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, DatasetInfo]:
+    """All known datasets by name."""
+    sets: dict[str, DatasetInfo] = {}
+    for name, info in _medmnist_2d().items():
+        labels = info["label"]
+        classes = tuple(labels[str(i)] for i in range(len(labels)))
+        sets[name] = DatasetInfo(
+            name=name, kind="medmnist", classes=classes, channels=int(info["n_channels"]), native_size=28,
+            candidates=(f"medmnist/{name}.npz", f"{name}.npz"),
+            obtain=f"run `medadv data download {name}` (fetches {info['url'].split('?')[0]}, checks its MD5)",
+            md5=info["MD5"], url=info["url"], task=info["task"],
+            extra={"n_samples": dict(info["n_samples"]), "urls": {s: info.get(f"url_{s}") for s in (64, 128, 224)},
+                   "md5s": {s: info.get(f"MD5_{s}") for s in (64, 128, 224)}, "description": info["description"]},
+        )
+    sets["chestxray"] = DatasetInfo(
+        name="chestxray", kind="chestxray", classes=CHESTXRAY_CLASSES, channels=1, native_size=224,
+        candidates=("kermany_chest_xray_224.tar.gz", "chest_xray", "chest_xray.zip", "chest-xray-pneumonia.zip",
+                    "chest_xray.tar.gz"),
+        obtain="download 'Chest X-Ray Images (Pneumonia)' from https://www.kaggle.com/datasets/paultimothymooney/"
+               "chest-xray-pneumonia (Kermany et al. 2018) and put the zip, or its extracted chest_xray/ folder, in the data folder",
+        has_val=False, task="binary-class",
+    )
+    sets["cifar10"] = DatasetInfo(
+        name="cifar10", kind="cifar10", classes=CIFAR10_CLASSES, channels=3, native_size=32,
+        candidates=("cifar10_jpg.tar.gz", "cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+        obtain="download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (MD5 c58f30108f718f92721af3b95e74349a) "
+               "into the data folder, or an image-folder copy cifar10/{train,test}/<class>/*.png",
+        has_val=False, md5=None,
+        extra={"official_md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}},
+    )
+    return sets
+
+
+def dataset_names() -> list[str]:
+    return sorted(registry())
+
+
+def get_info(name: str) -> DatasetInfo:
+    """Registry entry for ``name``; an unknown name lists the valid ones."""
+    sets = registry()
+    key = name.lower().strip()
+    if key not in sets:
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(sets))}")
+    return sets[key]

@@ -1,0 +1,5 @@
+"""Model zoo with named feature taps, training loop and evaluation."""
+from .feature_model import PENULTIMATE, FeatureModel
+from .zoo import ARCHITECTURES, build_model, model_from_spec
+
+__all__ = ["ARCHITECTURES", "PENULTIMATE", "FeatureModel", "build_model", "model_from_spec"]
