@@ -98,6 +98,8 @@ class Cache:
         try:
             torch.save(value, tmp / PAYLOAD)
             (tmp / META).write_text(json.dumps({"key": key, "created": time.time(), **(meta or {})}, indent=1, default=str))
+            if final.exists() and not self.contains(key):
+                shutil.rmtree(final, ignore_errors=True)  # debris of a crashed run, never trusted
             try:
                 os.replace(tmp, final)
             except OSError:

@@ -1,0 +1,36 @@
+# The two commands of the README: `make book` builds the book, `make test` runs every test.
+# Both create .venv and install what they need (torch/torchvision as a matching pair from PyPI).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROFILE ?=
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install chromium test test-unit test-notebooks test-browser book bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', torchvision.__version__)"
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+chromium:  # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser)
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
+test: install chromium
+	$(BIN)/python -m pytest tests -q
+
+book: install
+	$(BIN)/medadv book $(if $(PROFILE),--profile $(PROFILE))
+
+bench: install
+	$(BIN)/python -m pip install -q --no-deps torchattacks
+	$(BIN)/medadv bench attacks
+	$(BIN)/medadv bench detectors
+
+clean:
+	rm -rf _build .pytest_cache

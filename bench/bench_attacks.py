@@ -1,0 +1,123 @@
+"""Benchmark: our PGD against torchattacks' PGD and against the bare floor.
+
+The floor is the least work any L-infinity PGD must do: per step one forward pass and one backward
+pass for the gradient with respect to the input only (parameters frozen), plus the update. All
+three run the same model, batch, budget and number of steps in the same process, interleaved,
+and the median over repeats (after a warm-up) is reported as images per second.
+
+Run: ``python bench/bench_attacks.py --arch resnet18 --image-size 32 --batch 64 --steps 10``.
+torchattacks is optional: ``pip install --no-deps torchattacks``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from medadv_lib.attacks import PGD
+from medadv_lib.models import build_model
+
+
+def floor_pgd(model, x, y, *, eps, alpha, steps):
+    """The bare minimum: forward + input-only gradient per step, parameters frozen, no checks."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+        x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(lo, hi)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = torch.add(x_adv.detach(), grad.sign_(), alpha=alpha).clamp_(lo, hi)
+        return x_adv
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn, device):
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def build_runners(model, x, y, *, eps, alpha, steps):
+    runners = {"medadv PGD": lambda: PGD(model, eps=eps, alpha=alpha, steps=steps, seed=0)(x, y)}
+    try:
+        import torchattacks
+    except ImportError:
+        runners["torchattacks PGD"] = None
+    else:
+        attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+        runners["torchattacks PGD"] = lambda: attack(x, y)
+    runners["floor"] = lambda: floor_pgd(model, x, y, eps=eps, alpha=alpha, steps=steps)
+    return runners
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eps", type=float, default=8 / 256)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model(args.arch, in_channels=args.channels, num_classes=args.classes,
+                        image_size=args.image_size).to(device).eval()
+    x = torch.rand(args.batch, args.channels, args.image_size, args.image_size, device=device)
+    y = torch.randint(0, args.classes, (args.batch,), device=device)
+    alpha = args.eps / 5
+    runners = build_runners(model, x, y, eps=args.eps, alpha=alpha, steps=args.steps)
+    active = {name: fn for name, fn in runners.items() if fn is not None}
+
+    for fn in active.values():  # warm-up: allocator, kernels, lazy inits
+        fn()
+    times = {name: [] for name in active}
+    names = list(active)
+    for r in range(args.repeats):
+        # rotate the order so drift on a shared machine hits every contender alike
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(_time(active[name], device))
+
+    rate = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    print(f"PGD, {args.arch} {args.image_size}px, batch {args.batch}, {args.steps} steps, "
+          f"{args.repeats} repeats (median), device {device}, threads {torch.get_num_threads()}, "
+          f"torch {torch.__version__}")
+    print(f"{'method':<20}{'images/s':>12}{'median s':>12}")
+    for name in runners:
+        if name in rate:
+            print(f"{name:<20}{rate[name]:>12.1f}{statistics.median(times[name]):>12.3f}")
+        else:
+            print(f"{name:<20}{'n/a':>12}   (not installed: pip install --no-deps torchattacks)")
+    result = {"images_per_s": rate, "times": times}
+    ours = rate["medadv PGD"]
+    if "torchattacks PGD" in rate:
+        result["ours_over_torchattacks"] = ours / rate["torchattacks PGD"]
+        print(f"ratio ours / torchattacks (speed-up): {result['ours_over_torchattacks']:.2f}")
+    result["floor_over_ours"] = rate["floor"] / ours
+    print(f"ratio floor / ours (overhead):       {result['floor_over_ours']:.2f}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

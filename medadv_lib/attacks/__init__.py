@@ -1,0 +1,34 @@
+"""L-infinity adversarial attacks sharing one iterative loop.
+
+``attack = PGD(model, eps=budget(2), seed=0); x_adv = attack(x, y)`` or
+``result = attack.run(x, y, record=True)`` for an :class:`AttackResult`. Every attack sets eval
+mode and restores it, never mutates its input, and projects onto the eps-ball and [0, 1] after
+every step. New attacks (HFC, SMIA) subclass :class:`IterativeAttack` and register themselves with
+:func:`register_attack` so :func:`get_attack` finds them.
+"""
+from .base import ATTACKS, AttackResult, IterativeAttack, attack_mode, get_attack, register_attack
+from .bim import BIM
+from .budget import budget, format_budget
+from .cw import CW, margin_loss
+from .di import DI
+from .fgsm import FGSM
+from .mim import MIM
+from .pgd import PGD
+
+__all__ = [
+    "ATTACKS",
+    "AttackResult",
+    "BIM",
+    "CW",
+    "DI",
+    "FGSM",
+    "IterativeAttack",
+    "MIM",
+    "PGD",
+    "attack_mode",
+    "budget",
+    "format_budget",
+    "get_attack",
+    "margin_loss",
+    "register_attack",
+]

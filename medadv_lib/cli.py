@@ -1,0 +1,191 @@
+"""``medadv``: the command line (data, train, run, book, bench)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import runpy
+import sys
+import time
+
+from . import paths
+
+
+def _cmd_data_list(args) -> int:
+    from .data import dataset_names, get_info, load_dataset, verify
+    from .data.datasets import DatasetNotFoundError
+
+    names = args.names or dataset_names()
+    rows = []
+    for name in names:
+        info = get_info(name)
+        try:
+            path, check = verify(name, args.data_dir)
+        except DatasetNotFoundError:
+            if args.names or name in ("chestxray", "cifar10", "pneumoniamnist", "retinamnist", "breastmnist", "octmnist"):
+                rows.append((name, "missing", "-", "-", "-"))
+            continue
+        status = "folder (no checksum)" if check is None else ("verified: " + check.how if check.ok else "CHECKSUM MISMATCH")
+        sizes = "-"
+        if check is None or check.ok:
+            ds = load_dataset(name, data_dir=args.data_dir)
+            sizes = " / ".join(f"{s} {len(ds[s])} {ds[s].class_counts(ds.num_classes)}" for s in ("train", "val", "test"))
+        rows.append((name, "found", str(path), status, sizes))
+    print(f"data folder: {paths.data_dir(args.data_dir)}")
+    for name, found, path, status, sizes in rows:
+        print(f"{name:16s} {found:8s} {status:28s} {path}\n{'':16s} {sizes}")
+    return 0
+
+
+def _cmd_data_verify(args) -> int:
+    from .data import dataset_names, verify
+    from .data.datasets import DatasetNotFoundError
+
+    bad = found = 0
+    for name in args.names or dataset_names():
+        try:
+            path, check = verify(name, args.data_dir)
+        except DatasetNotFoundError:
+            if args.names:
+                print(f"MISSING   {name}")
+                bad += 1
+            continue
+        found += 1
+        if check is None:
+            print(f"UNCHECKED {name:16s} {path} (a folder has no checksum)")
+        elif check.ok:
+            print(f"OK        {name:16s} {path} ({check.how})")
+        else:
+            bad += 1
+            print(f"MISMATCH  {name:16s} {path}\n          expected {', '.join(check.expected) or 'none known'}\n"
+                  f"          actual   sha256 {check.actual_sha256}")
+    print(f"{found} dataset file(s) found, {bad} problem(s)")
+    return 1 if bad or not found else 0
+
+
+def _cmd_data_download(args) -> int:
+    from .data import download
+
+    for name in args.names:
+        print(f"{name}: {download(name, args.data_dir, size=args.size)}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .config import get_profile
+    from .pipeline import default_datasets, trained_model
+
+    profile = get_profile(args.profile, dict(args.set or []))
+    names = args.dataset or default_datasets()
+    print(f"profile {profile.name}: {profile.train.arch} at {profile.data.image_size} px, "
+          f"{profile.train.epochs} epochs, train subset {profile.data.train_size}, device {args.device or profile.resolved_device()}")
+    header = f"{'dataset':16s} {'acc':>6s} {'bal.acc':>7s} {'AUROC':>6s} {'n_test':>6s} {'seconds':>8s}  source"
+    print(header)
+    for name in names:
+        start = time.perf_counter()
+        tm = trained_model(name, profile, seed=args.seed, device=args.device)
+        m = tm.metrics
+        print(f"{name:16s} {m['accuracy']:6.3f} {m['balanced_accuracy']:7.3f} {m['auroc']:6.3f} {m['n']:6d} "
+              f"{time.perf_counter() - start:8.1f}  {'cache' if tm.cache.hit else 'trained'} ({tm.cache.key})")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .book import BookError, run_chapter
+
+    try:
+        run = run_chapter(args.chapter, profile=args.profile, parameters=dict(args.param or []), device=args.device,
+                          output=args.output, timeout=args.timeout)
+    except BookError as err:
+        print(f"medadv: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) else 1
+    print(f"{run.chapter}: {run.seconds:.1f} s -> {run.path}")
+    return 0
+
+
+def _cmd_book(args) -> int:
+    from .book import BookError, build_book
+
+    try:
+        build_book(profile=args.profile, chapters=args.chapters, timeout=args.timeout, execute=not args.no_execute)
+    except BookError as err:
+        print(f"medadv: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ValueError) else 1
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    script = paths.REPO_ROOT / "bench" / f"bench_{args.what}.py"
+    if not script.is_file():
+        print(f"benchmark script {script} not found (benchmarks run from a checkout of the repository)", file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medadv", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="list, verify or download datasets").add_subparsers(dest="action", required=True)
+    for action, func, help_ in (("list", _cmd_data_list, "which datasets are found, verified, their split sizes"),
+                                ("verify", _cmd_data_verify, "check every file found; non-zero exit on a mismatch"),
+                                ("download", _cmd_data_download, "download MedMNIST files (MD5-checked)")):
+        p = data.add_parser(action, help=help_)
+        p.add_argument("names", nargs="*" if action != "download" else "+", help="dataset names (default: all)")
+        p.add_argument("--data-dir", default=None, help=f"data folder (default ${paths.DATA_ENV} or data/)")
+        if action == "download":
+            p.add_argument("--size", type=int, default=28, choices=(28, 64, 128, 224))
+        p.set_defaults(func=func)
+
+    profile_help = "smoke (CI), cpu (laptop) or paper (GPU)"
+    train = sub.add_parser("train", help="train (or load from the cache) and evaluate the models of a profile")
+    train.add_argument("--dataset", action="append", help="dataset name (repeatable; default: the offline five)")
+    train.add_argument("--profile", default="smoke", help=profile_help)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    train.add_argument("--set", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override, e.g. train.epochs 2")
+    train.set_defaults(func=_cmd_train)
+
+    run = sub.add_parser("run", help="execute one chapter with papermill")
+    run.add_argument("chapter", help="chapter name (e.g. data_and_models) or path to its .md")
+    run.add_argument("--profile", default=None, help=profile_help)
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="chapter parameter")
+    run.add_argument("--device", default=None, choices=("cpu", "cuda"))
+    run.add_argument("--output", default=None, help="executed notebook path")
+    run.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    run.set_defaults(func=_cmd_run)
+
+    book = sub.add_parser("book", help="execute every chapter and render the site")
+    book.add_argument("--profile", default=None, help=profile_help + " (default: paper with CUDA, else cpu)")
+    book.add_argument("--chapters", nargs="*", default=None, help="only these chapters")
+    book.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    book.add_argument("--no-execute", action="store_true", help="render the notebooks executed last time")
+    book.set_defaults(func=_cmd_book)
+
+    bench = sub.add_parser("bench", help="speed benchmarks against peers (ratios)")
+    bench.add_argument("what", choices=("attacks", "detectors"))
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .config import ConfigError
+    from .data import ChecksumError, DatasetNotFoundError
+    from .cache import CacheMissError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ChecksumError, DatasetNotFoundError, CacheMissError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"medadv: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

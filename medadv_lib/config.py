@@ -1,0 +1,204 @@
+"""Profiles: the one choke point for cost (``smoke`` for CI, ``cpu`` for a laptop, ``paper`` for a GPU).
+
+A profile is a frozen, validated tree of dataclasses. Chapters and the CLI read it and unpack it
+into library calls; library classes never read it, so the library stays usable without it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .models.zoo import ARCHITECTURES
+
+
+class ConfigError(ValueError):
+    """An unknown profile, an unknown key or an invalid value."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images the models see.
+
+    image_size : square side in pixels for every dataset.
+    train_size, test_size : seeded stratified subsets (None = the whole split).
+    val_fraction : share of train carved as validation where a set has no val split.
+    """
+
+    image_size: int = 28
+    train_size: int | None = None
+    test_size: int | None = None
+    val_fraction: float = 0.1
+
+    def __post_init__(self):
+        _check(self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
+        for name in ("train_size", "test_size"):
+            value = getattr(self, name)
+            _check(value is None or value >= 10, f"data.{name} must be None or >= 10, got {value}")
+        _check(0 < self.val_fraction < 1, f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How models are trained (SGD with momentum, cosine learning-rate decay)."""
+
+    arch: str = "resnet18"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    dropout: float = 0.3
+    augment: bool = True
+    weights: str | None = None
+
+    def __post_init__(self):
+        _check(self.arch in ARCHITECTURES, f"train.arch must be one of {list(ARCHITECTURES)}, got {self.arch!r}")
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
+        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.dropout < 1, f"train.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Budgets (as k for k/256), steps and how many test images are attacked."""
+
+    eps_k: tuple[int, ...] = (1, 2, 4, 8)
+    steps: int = 10
+    n_images: int = 200
+    batch_size: int = 100
+
+    def __post_init__(self):
+        _check(all(0 <= k <= 256 for k in self.eps_k), f"attack.eps_k must be in [0, 256], got {self.eps_k}")
+        _check(self.steps >= 1, f"attack.steps must be >= 1, got {self.steps}")
+        _check(self.n_images >= 2, f"attack.n_images must be >= 2, got {self.n_images}")
+
+    @property
+    def eps(self) -> tuple[float, ...]:
+        return tuple(k / 256 for k in self.eps_k)
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Detection protocol settings (METHODS.md section 4)."""
+
+    n_images: int = 300
+    bu_passes: int = 50
+    dnn_iterations: int = 200
+    n_boot: int = 200
+
+    def __post_init__(self):
+        _check(self.n_images >= 10, f"detect.n_images must be >= 10, got {self.n_images}")
+        _check(self.bu_passes >= 2, f"detect.bu_passes must be >= 2, got {self.bu_passes}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A complete, validated configuration."""
+
+    name: str
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+
+    def __post_init__(self):
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available; use device='cpu'")
+        return self.device
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", device="cpu",
+        data=DataConfig(image_size=28, train_size=1200, test_size=300),
+        train=TrainConfig(arch="smallcnn", epochs=4, batch_size=64, lr=0.05),
+        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64),
+        detect=DetectConfig(n_images=120, bu_passes=10, dnn_iterations=40, n_boot=50),
+    ),
+    "cpu": Profile(
+        name="cpu", device="auto",
+        data=DataConfig(image_size=28, train_size=3000, test_size=600),
+        train=TrainConfig(arch="resnet18", epochs=6, batch_size=64, lr=0.05),
+        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=200, batch_size=100),
+        detect=DetectConfig(n_images=400, bu_passes=30, dnn_iterations=200, n_boot=200),
+    ),
+    "paper": Profile(
+        name="paper", device="auto",
+        data=DataConfig(image_size=224, train_size=None, test_size=None),
+        train=TrainConfig(arch="resnet50", epochs=20, batch_size=64, lr=0.05),
+        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=1000, batch_size=128),
+        detect=DetectConfig(n_images=1000, bu_passes=50, dnn_iterations=200, n_boot=1000),
+    ),
+}
+
+
+def _valid_keys(profile: Profile) -> list[str]:
+    keys = []
+    for f in fields(profile):
+        value = getattr(profile, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{f.name}.{g.name}" for g in fields(value)]
+        elif f.name != "name":
+            keys.append(f.name)
+    return keys
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    if isinstance(value, str) and not isinstance(current, str):
+        text = value.strip()
+        if text.lower() in ("none", "null"):
+            return None
+        if isinstance(current, bool):
+            return text.lower() in ("1", "true", "yes", "on")
+        if isinstance(current, tuple):
+            return tuple(int(v) for v in text.strip("()[]").split(",") if v.strip())
+        try:
+            return type(current)(text) if current is not None else int(text)
+        except ValueError:
+            raise ConfigError(f"{key}={value!r} is not a valid {type(current).__name__}") from None
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def get_profile(name: str = "smoke", overrides: dict[str, Any] | None = None) -> Profile:
+    """A profile by name with optional dotted-key overrides, e.g. ``{"train.epochs": 2}``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown profile or key (the message lists the valid ones) or an invalid value.
+    """
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    profile = PROFILES[name]
+    valid = _valid_keys(profile)
+    for key, value in (overrides or {}).items():
+        if key not in valid:
+            raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid)}")
+        if "." in key:
+            section, attr = key.split(".", 1)
+            sub = getattr(profile, section)
+            profile = replace(profile, **{section: replace(sub, **{attr: _coerce(getattr(sub, attr), value, key)})})
+        else:
+            profile = replace(profile, **{key: _coerce(getattr(profile, key), value, key)})
+    return profile

@@ -1,0 +1,95 @@
+"""Per-class Gaussian mixture detector: the unsupervised adversarial detector (UAD) of Li, Pan &
+Zhu (SSAT/UAD; METHODS.md section 6), also the density model behind the HFC constraint.
+
+For each class, a Gaussian mixture is fitted by EM to the clean training penultimate features,
+with a small value added to the covariance diagonal; an input whose feature is unlikely under its
+**predicted** class is flagged.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+from .base import BaseDetector, check_class_labels, check_n_features, reference_labels, single_layer
+
+
+class GMMDetector(BaseDetector):
+    """Negative log-likelihood under the predicted class's Gaussian mixture.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Mixture components per class.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    reg_covar : float, default 1e-4
+        Added to the covariance diagonal (keeps EM stable on correlated ReLU features).
+    max_iter : int, default 200
+    n_init : int, default 1
+    random_state : int, default 0
+    layer : str, default "penultimate"
+    fpr : float, default 0.1
+        UAD rejects inputs scoring above the threshold that :meth:`calibrate` sets.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    gmms_ : dict[int, GaussianMixture]
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_components: int = 1, covariance_type: str = "full", reg_covar: float = 1e-4,
+                 max_iter: int = 200, n_init: int = 1, random_state=0, layer: str = "penultimate",
+                 fpr: float = 0.1):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.layer = layer
+        self.fpr = fpr
+
+    def fit(self, X, y):
+        """Fit one mixture per class on clean training features ``X`` with true labels ``y``."""
+        self._reset()
+        X = single_layer(X, self.layer, "X")
+        y = check_class_labels(y, X.shape[0], "y")
+        self.classes_ = np.unique(y)
+        self.gmms_ = {}
+        for c in self.classes_:
+            Xc = X[y == c]
+            if Xc.shape[0] < max(2, int(self.n_components)):
+                raise ValueError(f"class {int(c)} has {Xc.shape[0]} training samples, too few for "
+                                 f"{self.n_components} mixture component(s).")
+            self.gmms_[int(c)] = GaussianMixture(
+                n_components=self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                max_iter=self.max_iter, n_init=self.n_init, random_state=self.random_state).fit(Xc)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def log_likelihood(self, X) -> np.ndarray:
+        """Log-likelihood of every sample under every class's mixture, shape (N, n_classes)."""
+        self._check_fitted()
+        X = check_n_features(single_layer(X, self.layer, "X"), self.n_features_in_, "X")
+        return np.column_stack([self.gmms_[int(c)].score_samples(X) for c in self.classes_])
+
+    def decision_function(self, X, y_pred) -> np.ndarray:
+        """Negative log-likelihood under the predicted class: higher = less likely = more adversarial."""
+        self._check_fitted()
+        X = check_n_features(single_layer(X, self.layer, "X"), self.n_features_in_, "X")
+        y_pred = check_class_labels(y_pred, X.shape[0], "y_pred")
+        unknown = np.setdiff1d(np.unique(y_pred), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y_pred contains classes {unknown.tolist()} without a fitted mixture "
+                             f"(fitted classes: {self.classes_.tolist()}).")
+        out = np.empty(X.shape[0], dtype=np.float64)
+        for c in np.unique(y_pred):
+            rows = y_pred == c
+            out[rows] = -self.gmms_[int(c)].score_samples(X[rows])
+        return out
+
+    def fit_from_features(self, reference, data, is_adv, *, model=None):
+        return self.fit(reference.layer(self.layer), reference_labels(reference))
+
+    def score_from_features(self, data, *, model=None):
+        return self.decision_function(data.layer(self.layer), data.pred)

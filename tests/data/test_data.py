@@ -1,0 +1,146 @@
+import hashlib
+import io
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medadv_lib.data import (ChecksumError, DatasetNotFoundError, dataset_names, get_info, load_dataset, locate,
+                             stratified_subset, verify_file)
+from medadv_lib.data.datasets import resize_uint8
+
+
+def _write_npz(path, n=(40, 10, 20), channels=1, classes=2, flat_labels=False, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), n):
+        shape = (count, 28, 28) if channels == 1 else (count, 28, 28, 3)
+        arrays[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
+        labels = np.arange(count) % classes
+        arrays[f"{split}_labels"] = labels if flat_labels else labels[:, None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def _trust(path):
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (path.parent / "SHA256SUMS").write_text(f"{digest}  {path.name}\n")
+
+
+def test_registry_uses_medmnist_metadata():
+    names = dataset_names()
+    for name in ("pneumoniamnist", "retinamnist", "breastmnist", "octmnist", "chestxray", "cifar10"):
+        assert name in names
+    assert not any(n.endswith("3d") for n in names)
+    info = get_info("retinamnist")
+    assert info.num_classes == 5 and info.channels == 3 and info.md5 == "bd4c0672f1bba3e3a89f0e4e876791e4"
+    with pytest.raises(KeyError, match="known datasets"):
+        get_info("imagenet")
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_npz_shapes_dtypes_and_label_shapes(tmp_path, flat):
+    _trust(_write_npz(tmp_path / "medmnist" / "breastmnist.npz", flat_labels=flat))
+    ds = load_dataset("breastmnist", data_dir=tmp_path)
+    assert [len(ds[s]) for s in ("train", "val", "test")] == [40, 10, 20]
+    assert ds.train.images.dtype.is_floating_point is False and ds.train.images.shape == (40, 1, 28, 28)
+    assert ds.train.labels.dtype.is_floating_point is False and ds.train.labels.tolist()[:4] == [0, 1, 0, 1]
+    x = ds.test.float()
+    assert x.dtype.is_floating_point and float(x.min()) >= 0 and float(x.max()) <= 1
+
+
+def test_resize_to_any_size_keeps_channels(tmp_path):
+    _trust(_write_npz(tmp_path / "retinamnist.npz", channels=3, classes=5))
+    for size in (16, 64):
+        ds = load_dataset("retinamnist", size, data_dir=tmp_path)
+        assert ds.train.images.shape[1:] == (3, size, size)
+
+
+def test_resize_preserves_constant_images():
+    img = np.full((2, 1, 28, 28), 137, dtype=np.uint8)
+    assert (resize_uint8(img, 64) == 137).all() and (resize_uint8(img, 14) == 137).all()
+
+
+def test_checksum_mismatch_names_file_and_hashes(tmp_path):
+    path = _write_npz(tmp_path / "breastmnist.npz")
+    _trust(path)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as err:
+        load_dataset("breastmnist", data_dir=tmp_path)
+    message = str(err.value)
+    assert "breastmnist.npz" in message and "expected" in message and hashlib.sha256(bytes(data)).hexdigest() in message
+
+
+def test_file_without_known_checksum_is_refused(tmp_path):
+    _write_npz(tmp_path / "breastmnist.npz")
+    with pytest.raises(ChecksumError, match="md5"):
+        load_dataset("breastmnist", data_dir=tmp_path)
+    assert not verify_file(tmp_path / "breastmnist.npz", official_md5=get_info("breastmnist").md5).ok
+
+
+def test_missing_dataset_lists_places_and_how_to_obtain(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as err:
+        locate("pneumoniamnist", data_dir=tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "medmnist" / "pneumoniamnist.npz") in message and "medadv data download pneumoniamnist" in message
+    with pytest.raises(DatasetNotFoundError, match="kaggle"):
+        locate("chestxray", data_dir=tmp_path)
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+    _trust(_write_npz(tmp_path / "medmnist" / "breastmnist.npz"))
+    monkeypatch.setenv("MEDADV_DATA_DIR", str(tmp_path))
+    assert locate("breastmnist") == tmp_path / "medmnist" / "breastmnist.npz"
+
+
+def _jpeg(value, size=40, mode="L"):
+    buf = io.BytesIO()
+    Image.new(mode, (size, size), value if mode == "L" else (value,) * 3).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("container", ["folder", "tar.gz", "zip"])
+def test_image_folder_layouts_and_carved_val(tmp_path, container):
+    files = {}
+    for split, count in (("train", 30), ("test", 10)):
+        for cls, value in (("NORMAL", 40), ("PNEUMONIA", 200)):
+            for i in range(count if cls == "NORMAL" else 2 * count):
+                files[f"chest_xray/chest_xray/{split}/{cls}/img{i}.jpeg"] = _jpeg(value, mode="RGB")
+    files["__MACOSX/chest_xray/train/NORMAL/._img0.jpeg"] = b"junk"
+    if container == "folder":
+        for name, data in files.items():
+            p = tmp_path / "chest_xray" / name.split("/", 1)[1]
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+    elif container == "zip":
+        with zipfile.ZipFile(tmp_path / "chest_xray.zip", "w") as zf:
+            for name, data in files.items():
+                zf.writestr(name, data)
+        _trust(tmp_path / "chest_xray.zip")
+    else:
+        with tarfile.open(tmp_path / "chest_xray.tar.gz", "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        _trust(tmp_path / "chest_xray.tar.gz")
+    ds = load_dataset("chestxray", 16, data_dir=tmp_path, val_fraction=0.2, seed=1)
+    assert ds.train.images.shape[1:] == (1, 16, 16)
+    assert len(ds.train) + len(ds.val) == 90 and len(ds.test) == 30
+    assert ds.val.class_counts(2) == [6, 12]  # stratified: a fifth of 30 and of 60
+    normal = ds.test.images[ds.test.labels == 0].float().mean()
+    assert abs(float(normal) - 40) < 3  # JPEG round trip keeps the grey level; label follows the folder
+
+
+def test_stratified_subset_is_seeded_and_keeps_proportions():
+    labels = np.array([0] * 900 + [1] * 100)  # class-sorted, as some mirror splits are
+    a, b = stratified_subset(labels, 100, seed=3), stratified_subset(labels, 100, seed=3)
+    assert (a == b).all() and len(a) == 100 and len(set(a)) == 100
+    assert np.bincount(labels[a]).tolist() == [90, 10]
+    assert not (stratified_subset(labels, 100, seed=4) == a).all()
+    assert len(stratified_subset(labels, None, 0)) == 1000
