@@ -207,6 +207,9 @@ def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathL
             x, y = raw["train"]
             keep, held = stratified_split(y, val_fraction, seed)
             raw["train"], raw["val"] = (x[keep], y[keep]), (x[held], y[held])
+        label_map = info.extra.get("label_map")
+        if label_map is not None:  # derived task, e.g. RetinaMNIST grades binarised as grade > 0
+            raw = {s: (x, np.asarray(label_map, dtype=np.int64)[y]) for s, (x, y) in raw.items()}
         return {s: (resize_uint8(raw[s][0], size), raw[s][1]) for s in SPLITS}
 
     params = dict(name=info.name, size=size, source=fingerprint, val_fraction=val_fraction if not info.has_val else None,

@@ -25,7 +25,8 @@ def download(name: str, data_dir: str | os.PathLike | None = None, size: int = 2
     url, md5 = (info.url, info.md5) if size == 28 else (info.extra["urls"].get(size), info.extra["md5s"].get(size))
     if not url:
         raise ValueError(f"MedMNIST has no {size}-px file for {name}; sizes: 28, 64, 128, 224")
-    target = paths.data_dir(data_dir) / "medmnist" / (f"{name}.npz" if size == 28 else f"{name}_{size}.npz")
+    stem = info.extra.get("base", info.name)  # derived tasks share their base set's file
+    target = paths.data_dir(data_dir) / "medmnist" / (f"{stem}.npz" if size == 28 else f"{stem}_{size}.npz")
     if target.exists() and not overwrite:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,13 @@ def registry() -> dict[str, DatasetInfo]:
         has_val=False, md5=None,
         extra={"official_md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}},
     )
+    # The HFC work's fundus task (APTOS) is binary: no retinopathy against any grade > 0.
+    base = sets["retinamnist"]
+    sets["retinamnist_binary"] = DatasetInfo(
+        name="retinamnist_binary", kind="medmnist", classes=("no DR (grade 0)", "DR (grade > 0)"), channels=3,
+        native_size=28, candidates=base.candidates, obtain=base.obtain, md5=base.md5, url=base.url,
+        task="binary-class", extra={**base.extra, "base": "retinamnist", "label_map": (0, 1, 1, 1, 1)},
+    )
     return sets
 
 
