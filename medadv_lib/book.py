@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,7 +414,9 @@ def timings_frame(profile: str):
     frame = pd.DataFrame(rows, columns=["chapter", "seconds", "finished", "parameters"])
     frame.insert(2, "minutes", frame["seconds"] / 60.0)
     frame["parameters"] = frame["parameters"].map(
-        lambda p: ", ".join(f"{k}={v}" for k, v in (p or {}).items()))
+        lambda p: ", ".join(f"{k}={v}" for k, v in (p or {}).items()) if isinstance(p, Mapping) else "")
+    if len(frame) and not frame["parameters"].str.len().any():
+        frame = frame.drop(columns="parameters")  # a plain build passes only the profile
     return frame.rename(columns={"finished": "finished (UTC)"})
 
 
@@ -509,10 +512,14 @@ def render(profile: str, *, quiet: bool = True) -> Path:
     for folder in (out, doctrees):
         shutil.rmtree(folder, ignore_errors=True)
     tee = _Tee(sys.stderr)
-    with contextlib.redirect_stderr(tee):
+    with contextlib.redirect_stderr(tee), warnings.catch_warnings():
+        # sphinx-external-toc scans every live object, which trips torch's deprecated aliases
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"sphinx_external_toc\..*")
         result = build_sphinx(str(src), str(out), noconfig=True, path_config=str(src / "_config.yml"),
                               use_external_toc=True, doctreedir=str(doctrees), builder="html", freshenv=True,
-                              warningiserror=True, keep_going=True, quiet=quiet, confoverrides={"nitpicky": True})
+                              warningiserror=True, keep_going=True, quiet=quiet,
+                              confoverrides={"external_toc_path": (src / "_toc.yml").as_posix(),
+                                             "latex_individualpages": False, "nitpicky": True})
     problems = [line for line in tee.buffer.getvalue().splitlines() if "WARNING" in line or "ERROR" in line]
     if isinstance(result, BaseException) or result != 0 or problems:
         detail = "\n  ".join(problems[:40]) or repr(result)

@@ -98,8 +98,7 @@ def _cmd_run(args) -> int:
     except BookError as err:
         print(f"medadv: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
-    print(f"{run.chapter}: {run.seconds:.1f} s -> {run.path}")
-    return 0
+    return 0 if run.path.is_file() else 1
 
 
 def _cmd_book(args) -> int:

@@ -68,16 +68,18 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def show(fig: Figure) -> Figure:
-    """Display ``fig`` as a PNG output in a notebook (a no-op outside IPython) and return it."""
+def show(fig: Figure) -> None:
+    """Display ``fig`` as a PNG output in a notebook (a no-op outside IPython).
+
+    Returns None on purpose, so that a cell ending in ``show(...)`` has the image as its only output.
+    """
     try:
         from IPython import get_ipython
         from IPython.display import Image, display
     except ImportError:  # pragma: no cover - IPython comes with the book's dependencies
-        return fig
+        return
     if get_ipython() is not None:
         display(Image(data=_png(fig), format="png"))
-    return fig
 
 
 def _slug(name: str) -> str:
@@ -171,7 +173,7 @@ def class_balance_plot(frame: pd.DataFrame, *, value: str = "share", ncols: int 
     names = list(dict.fromkeys(frame["dataset"]))
     ncols = max(1, min(ncols, len(names)))
     nrows = int(np.ceil(len(names) / ncols))
-    fig = new_figure(width=3.6 * ncols, height=2.9 * nrows)
+    fig = new_figure(width=2.9 * ncols, height=2.5 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax, name in zip(axes, names):
         sub = frame[frame["dataset"] == name]
@@ -199,7 +201,7 @@ def class_balance_plot(frame: pd.DataFrame, *, value: str = "share", ncols: int 
 
 def history_plot(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Figure:
     """Training loss and training accuracy per epoch, one line per model."""
-    fig = new_figure(width=8.0, height=3.0)
+    fig = new_figure(width=8.0, height=3.3)
     ax_loss, ax_acc = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = [h["epoch"] for h in history]
@@ -207,7 +209,8 @@ def history_plot(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> Figu
         ax_acc.plot(epochs, [h["train_accuracy"] for h in history], marker="o", ms=3, label=name)
     ax_loss.set(xlabel="epoch", ylabel="training loss")
     ax_acc.set(xlabel="epoch", ylabel="training accuracy", ylim=(0, 1))
-    ax_acc.legend(fontsize=8, loc="lower right")
+    fig.legend(*ax_loss.get_legend_handles_labels(), loc="outside lower center", ncols=min(5, len(histories)),
+               fontsize=8)
     return fig
 
 
@@ -246,7 +249,9 @@ def class_balance(datasets: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def split_summary(models: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per dataset: classes, channels, sizes, full split sizes, the profile's subsets, minority share.
+    """One row per dataset: classes, channels, px (file -> model), split sizes, the profile's subsets, rarest class.
+
+    ``rarest class`` is the share of the rarest class in the full training split.
 
     ``models`` maps a name to a :class:`medadv_lib.pipeline.TrainedModel` (its ``dataset`` holds the
     full splits, its ``train`` / ``test`` the seeded subsets the profile trains and tests on).
@@ -257,28 +262,38 @@ def split_summary(models: Mapping[str, Any]) -> pd.DataFrame:
         counts = np.asarray(ds.train.class_counts(ds.num_classes), dtype=float)
         rows.append({
             "dataset": name, "classes": ds.num_classes, "channels": ds.channels,
-            "native px": ds.info.native_size, "px here": ds.size,
+            "px": f"{ds.info.native_size}\u2192{ds.size}",
             "train": len(ds.train), "val": len(ds.val), "test": len(ds.test),
             "train used": len(tm.train), "test used": len(tm.test),
-            "minority share (train)": float(counts.min() / max(1.0, counts.sum())),
+            "rarest class": float(counts.min() / max(1.0, counts.sum())),
         })
     return pd.DataFrame(rows)
 
 
 def model_summary(models: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per dataset: architecture, input size, epochs, test metrics and cache provenance."""
+    """One row per dataset: architecture, subset sizes, clean test metrics, chance level, cache status."""
     rows = []
     for name, tm in models.items():
         spec = getattr(tm.model, "spec", {}) or {}
         m = tm.metrics
         rows.append({
-            "dataset": name, "model": spec.get("arch", type(tm.model).__name__), "px": spec.get("image_size"),
-            "epochs": len(tm.history), "n train": len(tm.train), "n test": m.get("n", len(tm.test)),
+            "dataset": name, "model": spec.get("arch", type(tm.model).__name__),
+            "n train": len(tm.train), "n test": m.get("n", len(tm.test)),
             "accuracy": m["accuracy"], "balanced acc.": m["balanced_accuracy"], "AUROC": m["auroc"],
             "chance (1/K)": 1.0 / tm.dataset.num_classes,
-            "model from": ("cache " if tm.cache.hit else "trained, cached as ") + tm.cache.key,
+            "model from": "cache" if tm.cache.hit else "trained now",
         })
     return pd.DataFrame(rows)
+
+
+TABLE_STYLES = [
+    {"selector": "", "props": "border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0 1em 0;"},
+    {"selector": "caption", "props": "caption-side: top; font-weight: 600; padding-bottom: 0.3em;"},
+    {"selector": "th", "props": "text-align: left; padding: 0.3em 0.6em; border-bottom: 1.5px solid #666;"
+                                "vertical-align: bottom;"},
+    {"selector": "td", "props": "padding: 0.25em 0.6em; border-bottom: 1px solid #ddd;"},
+    {"selector": "tbody tr:nth-child(even)", "props": "background-color: rgba(127, 127, 127, 0.07);"},
+]
 
 
 def table(frame: pd.DataFrame, *, percent: Sequence[str] = (), decimals: int = 3, caption: str | None = None,
@@ -290,7 +305,8 @@ def table(frame: pd.DataFrame, *, percent: Sequence[str] = (), decimals: int = 3
             fmt[col] = "{:.1%}"
         elif pd.api.types.is_float_dtype(frame[col]):
             fmt[col] = "{:.%df}" % decimals
-    styler = frame.style.format(fmt, na_rep="-")
+    styler = frame.style.format(fmt, na_rep="-").set_table_styles(TABLE_STYLES)
+    styler = styler.set_table_attributes('class="medadv-table"')
     if not index:
         styler = styler.hide(axis="index")
     if caption:

@@ -103,13 +103,16 @@ def collect(profile: Any = None, *, device: str | None = None, cache_keys: Itera
     return record
 
 
+VERIFIED_BY = {"sha256 (SHA256SUMS)": "SHA256SUMS", "md5 (official)": "official MD5"}
+
+
 def data_provenance(names: Iterable[str], data_dir=None) -> pd.DataFrame:
     """Where each data set's file is and how it was verified, computed from the registry and checksums.
 
     One row per name: the file (relative to the data folder), its size, its SHA-256 prefix, how
-    its checksum was verified (official MD5 or a SHA256SUMS entry), whether it is byte-identical
-    to the official file (only decidable where the registry knows an official MD5), the classes
-    and the native image size. Missing files are reported as such, never raised.
+    its checksum was verified (``official MD5`` or ``SHA256SUMS``), and whether it is byte-identical
+    to the official file (only decidable where the registry knows an official MD5). Missing files
+    are reported as such, never raised.
     """
     from .data import get_info, verify
     from .data.checksums import file_digest
@@ -120,7 +123,7 @@ def data_provenance(names: Iterable[str], data_dir=None) -> pd.DataFrame:
     for name in names:
         info = get_info(name)
         row = {"dataset": info.name, "file": "missing", "MB": float("nan"), "sha256": "-", "verified by": "-",
-               "official file?": "-", "classes": info.num_classes, "native px": info.native_size}
+               "official file?": "-"}
         try:
             path, check = verify(info.name, data_dir)
         except DatasetNotFoundError:
@@ -129,11 +132,11 @@ def data_provenance(names: Iterable[str], data_dir=None) -> pd.DataFrame:
         row["file"] = str(path.relative_to(root)) if root in path.parents else str(path)
         if path.is_file():
             row["MB"] = path.stat().st_size / 1e6
-            row["sha256"] = file_digest(path)[:16] + "\u2026"
-            row["verified by"] = check.how if check.ok else "CHECKSUM MISMATCH"
+            row["sha256"] = file_digest(path)[:12] + "\u2026"
+            row["verified by"] = VERIFIED_BY.get(check.how, check.how) if check.ok else "CHECKSUM MISMATCH"
             md5 = official_md5(info, path)
             if md5 is None:
-                row["official file?"] = "no official checksum for this copy"
+                row["official file?"] = "no official checksum"
             else:
                 row["official file?"] = "yes (MD5 matches)" if file_digest(path, "md5") == md5 else "no (MD5 differs)"
         else:
@@ -177,7 +180,9 @@ def show(profile: Any = None, **kwargs) -> None:
         from IPython import get_ipython
         from IPython.display import display
         if get_ipython() is not None:
-            display(frame.style.hide(axis="index").set_caption("Provenance of this page"))
+            from .plotting import table as styled
+
+            display(styled(frame, caption="Provenance of this page"))
             return
     except ImportError:  # pragma: no cover
         pass

@@ -368,11 +368,16 @@ class IterativeAttack:
         return (y + offset) % k
 
     def _execute(self, x, y, target, *, summarize, record, record_features):
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("attacks need autograd: call them outside `torch.inference_mode()` "
+                               "(a `torch.no_grad()` block is fine).")
         self._check_inputs(x, y, target)
         device, dtype = _model_device_dtype(self.model)
         device = device if device is not None else x.device
         dtype = dtype if dtype is not None else x.dtype
         xd = x.detach().to(device=device, dtype=dtype)  # no copy when already there
+        if xd.is_inference():  # made under inference_mode: autograd cannot track it, copy once
+            xd = xd.clone()
         yd = y.detach().to(device=device, dtype=torch.long)
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator().manual_seed(seed)  # CPU: scalar draws never sync a GPU

@@ -79,7 +79,7 @@ class DI(MomentumMixin, IterativeAttack):
             return x_adv
         resized = F.interpolate(x_adv, size=sizes, mode="nearest")
         pad = []
-        for full, small in zip(reversed(spatial), reversed(sizes)):
+        for full, small in zip(reversed(spatial), reversed(sizes), strict=True):
             before = int(torch.randint(0, full - small + 1, (), generator=generator))
             pad += [before, full - small - before]
         return F.pad(resized, pad, value=0.0)

@@ -202,7 +202,9 @@ def to_tensor(a: np.ndarray, device) -> torch.Tensor:
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """All squared Euclidean distances (|a|^2 + |b|^2 - 2 a.b, one matmul), clamped at 0."""
-    d2 = (a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    # addmm folds the |b|^2 broadcast into the matmul: one pass less over the (n, m) block
+    d2 = torch.addmm((b * b).sum(1)[None, :], a, b.T, beta=1.0, alpha=-2.0)
+    d2 += (a * a).sum(1, keepdim=True)
     return d2.clamp_min_(0.0)
 
 

@@ -18,16 +18,27 @@ import numpy as np
 import torch
 
 from .base import (BaseDetector, as_layer_dict, batch_slices, check_is_adv, check_layers_match, make_combiner,
-                   resolve_device, select_layers, to_tensor)
+                   resolve_device, select_layers, squared_distances, to_tensor)
 
 _TINY = 1e-12  # guards log(0) when a query coincides with a reference point
 
 
-def lid_from_distances(r: torch.Tensor) -> torch.Tensor:
-    """MLE LID from sorted nearest-neighbour distances ``r`` (..., k), ascending."""
-    r = r.clamp_min(_TINY)
-    mean_log = torch.log(r / r[..., -1:]).mean(-1)
-    return -1.0 / mean_log.clamp_max(-_TINY)
+def _lid_from_squared(d2: torch.Tensor, k: int) -> np.ndarray:
+    """LID over the last axis of squared distances ``d2`` (..., M), from its k smallest entries.
+
+    log(r_i / r_k) = (log d2_i - log d2_k) / 2, so no square roots are taken; the order of the
+    k neighbours is irrelevant, only which they are and the largest of them.
+    """
+    if d2.device.type == "cpu":
+        # numpy's introselect is an order of magnitude faster than torch.topk on the CPU
+        part = np.partition(d2.numpy(), k - 1, axis=-1)[..., :k]
+        log_d2 = np.log(np.maximum(part, _TINY**2))
+        mean_log = 0.5 * (log_d2.mean(-1) - log_d2.max(-1))
+        return -1.0 / np.minimum(mean_log, -_TINY)
+    smallest = d2.topk(k, dim=-1, largest=False, sorted=False).values
+    log_d2 = torch.log(smallest.clamp_min(_TINY**2))
+    mean_log = 0.5 * (log_d2.mean(-1) - log_d2.amax(-1))
+    return (-1.0 / mean_log.clamp_max(-_TINY)).cpu().numpy()
 
 
 class LID(BaseDetector):
@@ -140,10 +151,9 @@ class LID(BaseDetector):
                 flat = ref.reshape(B * M, D)
                 for sl in batch_slices(n, self.batch_size):
                     q = to_tensor(X[name][sl], device)
-                    # one cdist against all minibatches, then k smallest within each
-                    d = torch.cdist(q, flat).view(-1, B, M)
-                    r = d.topk(k, dim=-1, largest=False, sorted=True).values
-                    out[sl, j] = lid_from_distances(r).mean(-1).cpu().numpy()
+                    # one matmul against all minibatches, then the k nearest within each
+                    d2 = squared_distances(q, flat).view(-1, B, M)
+                    out[sl, j] = _lid_from_squared(d2, k).mean(-1)
         return out
 
     def decision_function(self, X) -> np.ndarray:

@@ -145,7 +145,9 @@ class Mahalanobis(BaseDetector):
         with torch.no_grad():
             for j, name in enumerate(self.layers_):
                 stats = self._stats(name, device)
-                for sl in batch_slices(n, max(int(self.batch_size), 1024)):
+                # batch_size counts images for the pre-processing; feature rows are cheap, so
+                # score them in larger blocks
+                for sl in batch_slices(n, max(int(self.batch_size), 4096)):
                     out[sl, j] = _min_sq_distance(to_tensor(X[name][sl], device), *stats).cpu().numpy()
         return out
 

@@ -140,13 +140,14 @@ def bootstrap_ci(y_true, scores, metric: str = "auroc", *, n_boot: int = 1000, c
     point = float(_rows(metric, neg[None], pos[None], tnr)[0])
     if n_boot <= 0:
         return point, math.nan, math.nan
-    rng = np.random.default_rng(seed)
+    # one stream per class, consumed row by row: the resamples do not depend on the chunking
+    rng_neg, rng_pos = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     chunk = max(1, max_cells // (neg.size + pos.size))
     stats = []
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        stats.append(_rows(metric, neg[rng.integers(0, neg.size, (b, neg.size))],
-                           pos[rng.integers(0, pos.size, (b, pos.size))], tnr))
+        stats.append(_rows(metric, neg[rng_neg.integers(0, neg.size, (b, neg.size))],
+                           pos[rng_pos.integers(0, pos.size, (b, pos.size))], tnr))
     stats = np.concatenate(stats)
     alpha = (1.0 - ci) / 2.0
     lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -36,8 +37,8 @@ from .detection import detection_metrics, tpr_column
 
 log = logging.getLogger(__name__)
 
-#: columns of the tidy result table, in order (the TPR columns follow ``tnr``)
 def result_columns(tnr: float = 0.9) -> list[str]:
+    """Columns of the tidy result table, in order (the TPR columns are named after ``tnr``)."""
     t = tpr_column(tnr)
     return ["detector", "attack", "dataset", "eps", "auroc", "auroc_lo", "auroc_hi", t, f"{t}_lo", f"{t}_hi",
             "auprc", "auprc_lo", "auprc_hi", "n_normal", "n_adv", "n_fit_normal", "n_fit_adv", "n_kept",
@@ -154,7 +155,7 @@ class DetectionProtocol:
         x_noisy = (x_kept + noise).clamp_(0.0, 1.0)
         # clean images are kept anyway (the attack needs them); noisy and adversarial ones only
         # when a detector queries the model (BU, DNN, Mahalanobis pre-processing)
-        self.clean_ = self._extract(x_kept, labels=self.y_kept_)
+        self.clean_ = replace(test.subset(self.kept_), images=x_kept)
         self.noisy_ = self._extract(x_noisy, labels=self.y_kept_, keep_images=self._needs_images())
         # one seeded assignment of images to sides, shared by every attack evaluated afterwards
         perm = np.random.default_rng(self.seed).permutation(self.kept_.size)

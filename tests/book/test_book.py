@@ -1,0 +1,288 @@
+"""The book machinery: table of contents, chapter anatomy, parameters, staging, timings, rendering.
+
+Fast tests need neither the data nor a kernel; the ones marked ``slow`` execute a chapter or
+render a small book with Sphinx.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from medadv_lib import book, cli, paths
+from medadv_lib.config import ConfigError
+
+
+@pytest.fixture
+def output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.OUTPUT_ENV, str(tmp_path / "_build"))
+    return tmp_path / "_build"
+
+
+# ----------------------------------------------------------------------------------------------
+# Table of contents and chapter anatomy
+# ----------------------------------------------------------------------------------------------
+
+def test_toc_lists_existing_files_with_reproducibility_last():
+    entries = book.toc_entries()
+    assert entries[0] == "book/intro"
+    for doc in entries:
+        assert (paths.REPO_ROOT / f"{doc}.md").is_file(), f"_toc.yml lists {doc} but {doc}.md does not exist"
+    chapters = book.toc_chapters()
+    assert "data_and_models" in chapters
+    assert chapters[-1] == "reproducibility"
+    assert not book.is_notebook(paths.REPO_ROOT / "book" / "intro.md")
+
+
+def test_every_notebook_chapter_is_in_the_toc():
+    listed = set(book.toc_chapters())
+    assert set(book.available_chapters()) <= listed, "a book/*.md notebook is missing from _toc.yml"
+
+
+def test_config_never_executes_and_is_offline():
+    import yaml
+
+    config = yaml.safe_load((paths.REPO_ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert config.get("only_build_toc_files") is True
+
+
+@pytest.mark.parametrize("chapter", book.available_chapters())
+def test_chapter_anatomy(chapter):
+    """Overview, Prerequisites, one imports cell first, a parameters cell with a smoke default from
+    $MEDADV_PROFILE, a hidden claim-check cell with assertions, and provenance as the last cell."""
+    nb = book.convert(chapter)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert re.search(r"^# ", text, re.M), "a chapter starts with a title"
+    for heading in ("## Overview", "## Prerequisites", "## Provenance"):
+        assert heading in text, f"{chapter} lacks a '{heading}' section"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source.lstrip().startswith(("import", "from")), "the first code cell is the imports cell"
+    imports_cells = [c for c in code if all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in
+                                            ast.parse(c.source).body if not isinstance(s, ast.Expr))
+                     and any(isinstance(s, (ast.Import, ast.ImportFrom)) for s in ast.parse(c.source).body)]
+    assert len(imports_cells) == 1, "exactly one imports cell"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    params = ast.parse(tagged[0].source).body
+    assert all(isinstance(s, (ast.Assign, ast.AnnAssign)) for s in params), "the parameters cell only assigns"
+    names = [(s.target if isinstance(s, ast.AnnAssign) else s.targets[0]).id for s in params]
+    assert "profile" in names
+    assert 'os.environ.get("MEDADV_PROFILE")' in tagged[0].source and '"smoke"' in tagged[0].source
+    claims = [c for c in code if {"remove-cell", "remove-input"} & set(c.metadata.get("tags", []))
+              and "assert" in c.source]
+    assert claims, f"{chapter} has no hidden claim-check cell (tag remove-cell or remove-input, with asserts)"
+    assert "provenance." in code[-1].source, "the last cell prints provenance"
+    tree = ast.parse("\n".join(c.source for c in code))
+    defined = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+    assert not defined, f"{chapter} defines {defined}: reusable code belongs in medadv_lib"
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters
+# ----------------------------------------------------------------------------------------------
+
+def test_chapter_parameters_are_inferred_with_types():
+    params = book.chapter_parameters("data_and_models")
+    assert {"profile", "dataset", "seed", "device"} <= set(params)
+    assert params["seed"]["inferred_type_name"] == "int"
+    assert params["dataset"]["inferred_type_name"] == "str"
+    assert params["device"]["inferred_type_name"].startswith("Optional")
+
+
+@pytest.mark.parametrize("info, text, expected", [
+    ({"inferred_type_name": "int", "default": "0"}, "7", 7),
+    ({"inferred_type_name": "float", "default": "0.5"}, "1e-3", 1e-3),
+    ({"inferred_type_name": "bool", "default": "True"}, "no", False),
+    ({"inferred_type_name": "bool", "default": "False"}, "1", True),
+    ({"inferred_type_name": "str", "default": '"all"'}, "chestxray", "chestxray"),
+    ({"inferred_type_name": "str", "default": '"all"'}, "7", "7"),
+    ({"inferred_type_name": "Optional[str]", "default": "None"}, "None", None),
+    ({"inferred_type_name": "Optional[str]", "default": "None"}, "cuda", "cuda"),
+    ({"inferred_type_name": "Optional[int]", "default": "None"}, "12", 12),
+    ({"inferred_type_name": "None", "default": "3"}, "5", 5),  # no annotation: type of the default
+    ({"inferred_type_name": "None", "default": "0.1"}, "2", 2.0),
+    ({"inferred_type_name": "None", "default": "None"}, "[1, 2]", [1, 2]),
+    ({"inferred_type_name": "None", "default": "os.environ.get('X')"}, "text", "text"),
+])
+def test_coerce_parameter(info, text, expected):
+    value = book.coerce_parameter("p", text, info)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("info, text", [
+    ({"inferred_type_name": "int", "default": "0"}, "abc"),
+    ({"inferred_type_name": "int", "default": "0"}, "1.5"),
+    ({"inferred_type_name": "bool", "default": "True"}, "maybe"),
+    ({"inferred_type_name": "int", "default": "0"}, "None"),  # not optional
+])
+def test_coerce_parameter_rejects_bad_values(info, text):
+    with pytest.raises(book.ParameterError, match="not a valid"):
+        book.coerce_parameter("p", text, info)
+
+
+def test_non_string_values_pass_unchanged():
+    assert book.coerce_parameter("p", 3, {"inferred_type_name": "str"}) == 3
+
+
+def test_unknown_parameter_lists_the_chapters_parameters():
+    with pytest.raises(book.ParameterError) as err:
+        book.prepare_parameters("data_and_models", {"nope": "1"})
+    message = str(err.value)
+    assert "'nope'" in message
+    for name in ("profile", "dataset", "seed", "device"):
+        assert name in message
+
+
+def test_prepare_parameters_types_values_and_defaults_profile(monkeypatch):
+    monkeypatch.delenv(book.PROFILE_ENV, raising=False)
+    params = book.prepare_parameters("data_and_models", {"dataset": "chestxray", "seed": "3"})
+    assert params == {"dataset": "chestxray", "seed": 3, "profile": "smoke"}
+    monkeypatch.setenv(book.PROFILE_ENV, "cpu")
+    assert book.prepare_parameters("data_and_models", {})["profile"] == "cpu"
+    assert book.prepare_parameters("data_and_models", {}, profile="paper")["profile"] == "paper"
+
+
+def test_prepare_parameters_rejects_conflicts_and_unknown_profiles():
+    with pytest.raises(book.ParameterError, match="conflicting"):
+        book.prepare_parameters("data_and_models", {"profile": "cpu"}, profile="smoke")
+    with pytest.raises(ConfigError, match="valid profiles"):
+        book.prepare_parameters("data_and_models", {"profile": "huge"})
+
+
+def test_cuda_without_cuda_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(book.ParameterError, match="CUDA is not available"):
+        book.prepare_parameters("data_and_models", {}, device="cuda")
+    with pytest.raises(book.ParameterError, match="CUDA is not available"):
+        book.prepare_parameters("data_and_models", {"device": "cuda:0"})
+
+
+def test_unknown_chapter_lists_chapters():
+    with pytest.raises(book.ParameterError, match="data_and_models"):
+        book.chapter_path("no_such_chapter")
+
+
+def test_cli_run_reports_parameter_errors(capsys):
+    assert cli.main(["run", "data_and_models", "-p", "nope", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "has no parameter 'nope'" in err and "seed (int" in err
+
+
+def test_cli_book_rejects_chapters_not_in_the_toc(capsys, output_dir):
+    assert cli.main(["book", "--profile", "smoke", "--chapters", "nope", "--no-execute"]) == 2
+    assert "not in _toc.yml" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Staging, timings
+# ----------------------------------------------------------------------------------------------
+
+def test_folders_are_per_profile(output_dir):
+    assert book.html_dir("smoke") != book.html_dir("cpu")
+    assert book.source_dir("smoke") == output_dir / "smoke" / "src"
+    assert book.site_index("cpu") == output_dir / "cpu" / "html" / "index.html"
+    assert book.timings_path("paper") == output_dir / "paper" / "timings.json"
+
+
+def test_stage_sources_copies_pages_but_not_notebook_sources(output_dir):
+    src = book.stage_sources("smoke")
+    assert (src / "_config.yml").is_file() and (src / "_toc.yml").is_file()
+    assert (src / "book" / "intro.md").is_file()
+    assert not (src / "book" / "data_and_models.md").exists()
+    (src / "book" / "old_page.md").write_text("# stale\n")
+    book.stage_sources("smoke")
+    assert not (src / "book" / "old_page.md").exists()
+
+
+def test_timings_round_trip(output_dir):
+    rows = [{"chapter": "a", "seconds": 1.5, "finished": "2025-01-01 00:00:00", "parameters": {"seed": 0}},
+            {"chapter": "b", "seconds": 90.0, "finished": "2025-01-01 00:01:00", "parameters": {}}]
+    path = book.write_timings("smoke", rows)
+    assert json.loads(path.read_text())["profile"] == "smoke"
+    assert path.with_suffix(".csv").read_text().splitlines()[0] == "chapter,seconds,finished"
+    assert book.read_timings("smoke") == rows
+    frame = book.timings_frame("smoke")
+    assert list(frame["chapter"]) == ["a", "b"] and math.isclose(frame["minutes"].iloc[1], 1.5)
+    assert frame["parameters"].iloc[0] == "seed=0"
+    assert "total" in book.format_timings(rows) and "91.5" in book.format_timings(rows)
+    assert book.read_timings("cpu") == [] and len(book.timings_frame("cpu")) == 0
+
+
+def test_build_without_executed_notebooks_says_what_to_run(output_dir):
+    with pytest.raises(book.BookError, match="medadv book --profile smoke"):
+        book.build_book(profile="smoke", execute=False, echo=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering fails on the warnings that matter
+# ----------------------------------------------------------------------------------------------
+
+def _mini_book(profile: str, page: str) -> None:
+    src = book.source_dir(profile)
+    (src / "book").mkdir(parents=True)
+    (src / "_config.yml").write_text((paths.REPO_ROOT / "_config.yml").read_text())
+    (src / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    (src / "book" / "intro.md").write_text(textwrap.dedent(page))
+
+
+@pytest.mark.slow
+def test_render_builds_a_clean_page(output_dir):
+    _mini_book("smoke", "# Title\n\nSome text.\n")
+    index = book.render("smoke")
+    assert index.is_file() and (book.html_dir("smoke") / "book" / "intro.html").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, why", [
+    ("# Title\n\nSee {doc}`no_such_page`.\n", "unknown document"),
+    ("# Title\n\n```{figure} missing.png\nA caption.\n```\n", "image file not readable"),
+])
+def test_render_fails_on_broken_references_and_missing_figures(output_dir, page, why):
+    _mini_book("smoke", page)
+    with pytest.raises(book.RenderError, match=why):
+        book.render("smoke")
+
+
+# ----------------------------------------------------------------------------------------------
+# Executing a chapter (papermill, real data)
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.mirror
+def test_run_chapter_with_parameters(book_env, tmp_path):
+    import nbformat
+
+    out = tmp_path / "dm.ipynb"
+    run = book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "chestxray", "seed": "0"},
+                           output=out, progress=False, echo=False)
+    path, seconds = run
+    assert path == out.resolve() and path.is_file() and seconds > 0
+    assert run.parameters == {"dataset": "chestxray", "seed": 0, "profile": "smoke"}
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.metadata["papermill"]["parameters"]["dataset"] == "chestxray"
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and 'dataset = "chestxray"' in injected[0].source
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
+    assert {"best_bacc", "auroc_min", "total_train"} <= glued
+
+
+@pytest.mark.slow
+@pytest.mark.mirror
+def test_run_chapter_reports_the_failing_cell(book_env, tmp_path):
+    with pytest.raises(book.ExecutionError, match="unknown dataset") as err:
+        book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "nope"},
+                         output=tmp_path / "bad.ipynb", progress=False, echo=False)
+    assert str(tmp_path / "bad.ipynb") in str(err.value)
