@@ -132,7 +132,14 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and numpy's BLAS alike (default: library defaults)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
 
     dims = [int(d) for d in args.dims.split(",")]
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -1,7 +1,27 @@
 """Detectors of adversarial examples, as scikit-learn estimators (higher score = more adversarial).
 
-See :mod:`medadv_lib.detectors.base` for what each detector's ``fit`` and ``decision_function``
-take, and :mod:`medadv_lib.metrics.protocol` for the evaluation protocol of METHODS.md section 4.
+What each detector takes (``X`` = dict layer -> (N, D) spatial-mean features from
+:func:`extract_features`, or one array; ``x`` = images in [0, 1]; ``is_adv`` = 1 adversarial /
+0 normal; ``X_ref, y_ref`` = clean training features and true labels):
+
+=====================  ==========================================  ====================================
+detector               fit                                         decision_function
+=====================  ==========================================  ====================================
+KD                     ``fit(X_ref, y_ref)``                       ``(X, y_pred)``
+GMMDetector            ``fit(X_ref, y_ref)``                       ``(X, y_pred)``
+BU                     ``fit(model=)`` (checks dropout)            ``(x, model=)``
+KDBU                   ``fit(x, is_adv, model=, X_ref=, y_ref=)``  ``(x, model=)``
+LID                    ``fit(X, is_adv, X_ref=)``                  ``(X)``; ``layer_scores(X)``
+Mahalanobis            ``fit(X, is_adv, X_ref=, y_ref=)``          ``(X)``; images + ``model=`` when
+                                                                   ``noise_magnitude > 0``
+DNNDetector            ``fit(x, is_adv, model=)``                  ``(x, model=)``
+SafetyNetSVM           ``fit(X, is_adv)``                          ``(X)``
+=====================  ==========================================  ====================================
+
+Every detector also has ``calibrate(<clean inputs>, fpr=)`` then ``predict(...)``, and the
+protocol hooks ``fit_from_features`` / ``score_from_features``. See :mod:`.base` for the
+conventions and :mod:`medadv_lib.metrics.protocol` for the evaluation protocol of METHODS.md
+section 4.
 """
 from .base import BaseDetector, calibrate_threshold
 from .bu import BU
@@ -14,5 +34,19 @@ from .lid import LID
 from .mahalanobis import Mahalanobis
 from .svm import SafetyNetSVM
 
-__all__ = ["BU", "DNNDetector", "Features", "GMMDetector", "KD", "KDBU", "LID", "Mahalanobis", "BaseDetector",
-           "SafetyNetSVM", "calibrate_threshold", "extract_features", "forward_maps", "spatial_mean"]
+__all__ = [
+    "BU",
+    "KD",
+    "KDBU",
+    "LID",
+    "BaseDetector",
+    "DNNDetector",
+    "Features",
+    "GMMDetector",
+    "Mahalanobis",
+    "SafetyNetSVM",
+    "calibrate_threshold",
+    "extract_features",
+    "forward_maps",
+    "spatial_mean",
+]

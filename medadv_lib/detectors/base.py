@@ -73,7 +73,7 @@ def check_feature_matrix(a, name: str = "X") -> np.ndarray:
     return arr
 
 
-def as_layer_dict(X, name: str = "X", single_name: str = SINGLE_ARRAY_LAYER) -> "OrderedDict[str, np.ndarray]":
+def as_layer_dict(X, name: str = "X", single_name: str = SINGLE_ARRAY_LAYER) -> OrderedDict[str, np.ndarray]:
     """Normalise a feature input to an ordered ``{layer: (N, D_l) float64 array}``.
 
     A single array becomes the one layer ``single_name``. All layers must have the same number of
@@ -91,7 +91,7 @@ def as_layer_dict(X, name: str = "X", single_name: str = SINGLE_ARRAY_LAYER) -> 
     return out
 
 
-def select_layers(X: Mapping, layers: Sequence[str] | str | None, name: str = "X") -> "OrderedDict[str, np.ndarray]":
+def select_layers(X: Mapping, layers: Sequence[str] | str | None, name: str = "X") -> OrderedDict[str, np.ndarray]:
     """Pick ``layers`` (all when None) out of a layer dict, with a KeyError naming the valid ones."""
     if layers is None:
         return OrderedDict(X)
@@ -113,7 +113,7 @@ def single_layer(X, layer: str, name: str = "X") -> np.ndarray:
     return check_feature_matrix(X, name)
 
 
-def check_layers_match(X: Mapping, layer_dims: Mapping[str, int], name: str = "X") -> "OrderedDict[str, np.ndarray]":
+def check_layers_match(X: Mapping, layer_dims: Mapping[str, int], name: str = "X") -> OrderedDict[str, np.ndarray]:
     """Select the fitted layers from ``X`` and check their widths against ``layer_dims``."""
     X = select_layers(X, list(layer_dims), name)
     for layer, dim in layer_dims.items():
@@ -155,7 +155,7 @@ def check_is_adv(is_adv, n: int, name: str = "is_adv") -> np.ndarray:
     if is_adv.ndim != 1 or is_adv.shape[0] != n:
         raise ValueError(f"{name} has shape {is_adv.shape}; expected ({n},), one 0/1 flag per sample.")
     values = set(np.unique(is_adv).tolist())
-    if not values <= {0, 1, True, False}:
+    if not values <= {0, 1}:
         raise ValueError(f"{name} must hold 0 (normal) and 1 (adversarial), got values {sorted(values)}.")
     is_adv = is_adv.astype(np.int64)
     if len(np.unique(is_adv)) < 2:

@@ -106,12 +106,12 @@ class Features:
         Full float32 feature maps when requested.
     """
 
-    layers: "OrderedDict[str, np.ndarray]"
+    layers: OrderedDict[str, np.ndarray]
     logits: np.ndarray
     pred: np.ndarray
     labels: np.ndarray | None = None
     images: torch.Tensor | None = None
-    maps: "OrderedDict[str, np.ndarray] | None" = field(default=None, repr=False)
+    maps: OrderedDict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.logits.shape[0])
@@ -121,7 +121,7 @@ class Features:
             raise KeyError(f"layer {name!r} was not extracted; available: {list(self.layers)}")
         return self.layers[name]
 
-    def subset(self, index) -> "Features":
+    def subset(self, index) -> Features:
         """Rows ``index`` (an integer array or a boolean mask) of every field."""
         index = np.asarray(index)
         if index.dtype == bool:
@@ -136,7 +136,7 @@ class Features:
         )
 
     @classmethod
-    def concat(cls, parts: Iterable["Features"]) -> "Features":
+    def concat(cls, parts: Iterable[Features]) -> Features:
         """Stack feature sets with the same layers row-wise."""
         parts = list(parts)
         if not parts:
@@ -160,7 +160,7 @@ class Features:
             maps=maps,
         )
 
-    def with_labels(self, labels) -> "Features":
+    def with_labels(self, labels) -> Features:
         labels = np.asarray(labels, dtype=np.int64)
         if labels.shape != (len(self),):
             raise ValueError(f"labels have shape {labels.shape}; expected ({len(self)},)")

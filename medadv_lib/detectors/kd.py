@@ -13,8 +13,17 @@ import numpy as np
 import torch
 from sklearn.neighbors import KernelDensity
 
-from .base import (BaseDetector, batch_slices, check_class_labels, check_n_features, reference_labels,
-                   resolve_device, single_layer, squared_distances, to_tensor)
+from .base import (
+    BaseDetector,
+    batch_slices,
+    check_class_labels,
+    check_n_features,
+    reference_labels,
+    resolve_device,
+    single_layer,
+    squared_distances,
+    to_tensor,
+)
 
 
 class KD(BaseDetector):

@@ -17,8 +17,18 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .base import (BaseDetector, as_layer_dict, batch_slices, check_is_adv, check_layers_match, make_combiner,
-                   resolve_device, select_layers, squared_distances, to_tensor)
+from .base import (
+    BaseDetector,
+    as_layer_dict,
+    batch_slices,
+    check_is_adv,
+    check_layers_match,
+    make_combiner,
+    resolve_device,
+    select_layers,
+    squared_distances,
+    to_tensor,
+)
 
 _TINY = 1e-12  # guards log(0) when a query coincides with a reference point
 

@@ -17,8 +17,19 @@ import numpy as np
 import torch
 from sklearn.covariance import EmpiricalCovariance
 
-from .base import (BaseDetector, as_layer_dict, batch_slices, check_class_labels, check_is_adv,
-                   check_layers_match, make_combiner, reference_labels, resolve_device, select_layers, to_tensor)
+from .base import (
+    BaseDetector,
+    as_layer_dict,
+    batch_slices,
+    check_class_labels,
+    check_is_adv,
+    check_layers_match,
+    make_combiner,
+    reference_labels,
+    resolve_device,
+    select_layers,
+    to_tensor,
+)
 from .features import eval_mode, layer_vectors, model_device
 
 

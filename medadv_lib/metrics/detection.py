@@ -46,7 +46,7 @@ def _auroc_rows(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _allowed_false_positives(n0: int, tnr: float) -> int:
     # round before flooring so that e.g. 0.1 * 60 = 6.000000000000001 allows 6
-    return int(math.floor(round((1.0 - tnr) * n0, 9)))
+    return math.floor(round((1.0 - tnr) * n0, 9))
 
 
 def _tpr_rows(neg: np.ndarray, pos: np.ndarray, tnr: float) -> np.ndarray:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -131,7 +131,7 @@ class DetectionProtocol:
         return extract_features(self.model, x, self.layers, labels=labels, batch_size=self.batch_size,
                                 keep_images=keep_images)
 
-    def prepare(self, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test) -> "DetectionProtocol":
+    def prepare(self, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test) -> DetectionProtocol:
         """Extract training features, keep correct test images, build the noisy set and the split.
 
         Nothing is learnt from the test images here; the training features only become detector
@@ -159,7 +159,7 @@ class DetectionProtocol:
         self.noisy_ = self._extract(x_noisy, labels=self.y_kept_, keep_images=self._needs_images())
         # one seeded assignment of images to sides, shared by every attack evaluated afterwards
         perm = np.random.default_rng(self.seed).permutation(self.kept_.size)
-        n_fit = int(round(self.split * self.kept_.size))
+        n_fit = round(self.split * self.kept_.size)
         self.fit_side_ = np.zeros(self.kept_.size, dtype=bool)
         self.fit_side_[perm[:n_fit]] = True
         return self

@@ -9,8 +9,13 @@ from _analysis_helpers import feature_model, images
 from scipy.stats import percentileofscore
 from torch import nn
 
-from medadv_lib.analysis import (ChannelActivationBIM, ChannelStats, channel_activations, clean_channel_stats,
-                                 feature_stress)
+from medadv_lib.analysis import (
+    ChannelActivationBIM,
+    ChannelStats,
+    channel_activations,
+    clean_channel_stats,
+    feature_stress,
+)
 
 MODEL = feature_model(num_classes=3)
 X_TRAIN, X = images(60, seed=1), images(3, seed=2)

@@ -8,8 +8,14 @@ from _analysis_helpers import feature_model, images
 from sklearn.covariance import EmpiricalCovariance
 from sklearn.exceptions import NotFittedError
 
-from medadv_lib.analysis import (ClassGaussian, classifier_weights, feature_gradient, feature_gradient_check,
-                                 fixed_direction_frame, pca_frame)
+from medadv_lib.analysis import (
+    ClassGaussian,
+    classifier_weights,
+    feature_gradient,
+    feature_gradient_check,
+    fixed_direction_frame,
+    pca_frame,
+)
 from medadv_lib.attacks import BIM, PGD
 
 BINARY = feature_model(num_classes=2)

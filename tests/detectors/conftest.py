@@ -21,6 +21,16 @@ def make_layers(rng, n, shift=0.0, dims=DIMS):
     return layers, y
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a loaded 2-core machine OpenMP workers spin against other jobs and
+    tiny convolutions slow down a hundredfold; restored after each module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def feats():
     """Clean training reference, a fitting split (normal + shifted 'adversarial') and a test split."""
@@ -36,8 +46,8 @@ def feats():
     fit_X, fit_pred, fit_adv = split(60)
     test_X, test_pred, test_adv = split(60)
     clean_X, clean_pred = make_layers(rng, 400)
-    return dict(train=train, y_train=y_train, fit=fit_X, fit_pred=fit_pred, fit_adv=fit_adv,
-                test=test_X, test_pred=test_pred, test_adv=test_adv, clean=clean_X, clean_pred=clean_pred)
+    return {"train": train, "y_train": y_train, "fit": fit_X, "fit_pred": fit_pred, "fit_adv": fit_adv,
+            "test": test_X, "test_pred": test_pred, "test_adv": test_adv, "clean": clean_X, "clean_pred": clean_pred}
 
 
 @pytest.fixture(scope="session")

@@ -66,15 +66,16 @@ def test_sklearn_init_checks(det):
 
 
 def test_not_fitted_errors(case, feats):
-    name, det, _, score_args = case
+    _, det, _, score_args = case
     with pytest.raises(NotFittedError):
         _scores(det, score_args, feats["test"], feats["test_pred"])
     with pytest.raises(NotFittedError):
-        det.predict(*score_args(feats["test"], feats["test_pred"])[0], **score_args(feats["test"], feats["test_pred"])[1])
+        args, kwargs = score_args(feats["test"], feats["test_pred"])
+        det.predict(*args, **kwargs)
 
 
 def test_fit_returns_self_clone_refit(case, feats):
-    name, det, fit_args, score_args = case
+    _, det, fit_args, score_args = case
     assert _fit(det, fit_args) is det
     fitted = [k for k in vars(det) if k.endswith("_")]
     assert fitted, "fit must set attributes ending in _"

@@ -17,7 +17,8 @@ def test_spatial_mean_shapes():
 
 def test_extract_features_values_and_dtypes(tiny_model):
     x = torch.rand(9, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    f = extract_features(tiny_model, x, batch_size=4, maps=True, keep_images=True, labels=torch.zeros(9, dtype=torch.long))
+    f = extract_features(tiny_model, x, batch_size=4, maps=True, keep_images=True,
+                         labels=torch.zeros(9, dtype=torch.long))
     assert list(f.layers) == tiny_model.feature_names
     with torch.no_grad():
         logits, maps = tiny_model.forward_features(x)
@@ -41,7 +42,7 @@ def test_layer_subset_in_forward_order_and_mode_restored(tiny_model):
         f = extract_features(tiny_model, torch.rand(3, 1, 8, 8), ["penultimate", "block2"])
         assert list(f.layers) == ["block2", "penultimate"]
         assert tiny_model.training and all(m.training for m in tiny_model.modules())
-        logits, maps = forward_maps(tiny_model, torch.rand(2, 1, 8, 8), ["block1"])
+        _, maps = forward_maps(tiny_model, torch.rand(2, 1, 8, 8), ["block1"])
         assert list(maps) == ["block1"] and maps["block1"].dim() == 4 and not maps["block1"].requires_grad
         assert tiny_model.training
     finally:

@@ -31,7 +31,8 @@ def test_kd_equals_kernel_density_reference(feats, bandwidth):
     sk = np.empty(len(Q))
     for c in np.unique(y):
         exact[pred == c] = -_kd_numpy(Q[pred == c], X[y == c], bandwidth)
-        sk[pred == c] = -KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(X[y == c]).score_samples(Q[pred == c])
+        kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(X[y == c])
+        sk[pred == c] = -kde.score_samples(Q[pred == c])
     np.testing.assert_allclose(ours, exact, rtol=1e-5)
     np.testing.assert_allclose(det.score_samples(feats["test"], pred), -exact, rtol=1e-5)
     # sklearn's tree walk is not exact even with rtol=atol=0: it bounds node contributions

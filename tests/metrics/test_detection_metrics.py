@@ -84,7 +84,8 @@ def test_detection_metrics_keys():
     y = np.r_[np.zeros(20), np.ones(10)]
     s = np.r_[np.zeros(20), np.ones(10)]
     m = detection_metrics(y, s, n_boot=50)
-    assert list(m) == ["auroc", "auroc_lo", "auroc_hi", "tpr90", "tpr90_lo", "tpr90_hi", "auprc", "auprc_lo", "auprc_hi"]
+    assert list(m) == ["auroc", "auroc_lo", "auroc_hi", "tpr90", "tpr90_lo", "tpr90_hi",
+                       "auprc", "auprc_lo", "auprc_hi"]
     assert m["auroc"] == m["tpr90"] == m["auprc"] == 1.0
     assert "tpr95" in detection_metrics(y, s, tnr=0.95, n_boot=0)
 
