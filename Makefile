@@ -21,8 +21,11 @@ install: $(STAMP)
 chromium:  # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser)
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)
 
+# unit and integration tests, the smoke book build with the browser check, then every chapter
+# under nbval (after the build, so the smoke models are already in the cache)
 test: install chromium
 	$(BIN)/python -m pytest tests -q
+	$(BIN)/python tests/run_notebooks.py
 
 book: install
 	$(BIN)/medadv book $(if $(PROFILE),--profile $(PROFILE))

@@ -8,8 +8,8 @@ reproducibility page, which displays the other chapters' execution times) run af
 Everything a build writes lives in one folder per profile, so a smoke build never overwrites a
 cpu build::
 
-    _build/<profile>/src/            staging source: _config.yml, _toc.yml, book/*.md (plain pages),
-                                     book/<chapter>.ipynb (executed chapters), book/_static/
+    _build/<profile>/src/            staging source: _config.yml, _toc.yml, _static/, book/*.md (plain pages),
+                                     book/<chapter>.ipynb (executed chapters)
     _build/<profile>/html/           the rendered site (index.html)
     _build/<profile>/timings.json    seconds per executed chapter (and timings.csv)
     _build/<profile>/screenshots/    one screenshot per page, from the browser test
@@ -459,8 +459,9 @@ def format_timings(rows: Sequence[Mapping[str, Any]]) -> str:
 def stage_sources(profile: str) -> Path:
     """Copy ``_config.yml``, ``_toc.yml`` and every non-notebook file of ``book/`` into the staging folder.
 
-    Notebook chapters are not copied: their executed ``.ipynb`` stands in for them. Plain pages
-    that no longer exist in ``book/`` are removed from the staging folder.
+    Notebook chapters are not copied: their executed ``.ipynb`` stands in for them. ``book/_static``
+    is copied to the staging root's ``_static`` (custom CSS). Plain pages that no longer exist in
+    ``book/`` are removed from the staging folder.
     """
     src = source_dir(profile)
     (src / "book").mkdir(parents=True, exist_ok=True)
@@ -475,7 +476,8 @@ def stage_sources(profile: str) -> Path:
             stale = src / "book" / rel  # a page that became a notebook: only the .ipynb may remain
             stale.unlink(missing_ok=True)
             continue
-        target = src / "book" / rel
+        # book/_static/ becomes the site's _static/ (jupyter-book links every CSS/JS file in it)
+        target = src / rel if rel.parts[0] == "_static" else src / "book" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
         wanted.add(target)

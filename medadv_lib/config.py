@@ -73,11 +73,22 @@ class AttackConfig:
     steps: int = 10
     n_images: int = 200
     batch_size: int = 100
+    # analysis chapters (stress test, fixed direction): sample sizes, kept small where attacks are costly
+    curve_images: int = 100  # test images per data set for the accuracy-under-attack curve
+    stress_images: int = 8  # correctly classified test images whose channels the stress test pushes
+    stress_channels: int = 8  # seeded random channels (with clean variance) per layer
+    stress_eps_k: tuple[int, ...] = (1, 4)  # stress-test budgets as k for k/256 (1/256 as in the HFC work)
+    stats_images: int = 1000  # clean training images for channel statistics and class Gaussians
+    direction_images: int = 32  # correctly classified test images in the fixed-direction chapter
 
     def __post_init__(self):
         _check(all(0 <= k <= 256 for k in self.eps_k), f"attack.eps_k must be in [0, 256], got {self.eps_k}")
         _check(self.steps >= 1, f"attack.steps must be >= 1, got {self.steps}")
         _check(self.n_images >= 2, f"attack.n_images must be >= 2, got {self.n_images}")
+        _check(len(self.stress_eps_k) >= 1 and all(0 < k <= 256 for k in self.stress_eps_k),
+               f"attack.stress_eps_k must be non-empty and in (0, 256], got {self.stress_eps_k}")
+        for name in ("curve_images", "stress_images", "stress_channels", "stats_images", "direction_images"):
+            _check(getattr(self, name) >= 2, f"attack.{name} must be >= 2, got {getattr(self, name)}")
 
     @property
     def eps(self) -> tuple[float, ...]:
@@ -131,21 +142,25 @@ PROFILES: dict[str, Profile] = {
         name="smoke", device="cpu",
         data=DataConfig(image_size=28, train_size=1200, test_size=300),
         train=TrainConfig(arch="smallcnn", epochs=4, batch_size=64, lr=0.05),
-        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64),
+        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64, curve_images=64, stress_images=8,
+                            stress_channels=8, stress_eps_k=(1, 4), stats_images=600, direction_images=32),
         detect=DetectConfig(n_images=120, bu_passes=10, dnn_iterations=40, n_boot=50),
     ),
     "cpu": Profile(
         name="cpu", device="auto",
         data=DataConfig(image_size=28, train_size=3000, test_size=600),
         train=TrainConfig(arch="resnet18", epochs=6, batch_size=64, lr=0.05),
-        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=200, batch_size=100),
+        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=200, batch_size=100, curve_images=64, stress_images=8,
+                            stress_channels=8, stress_eps_k=(1, 4), stats_images=1000, direction_images=32),
         detect=DetectConfig(n_images=400, bu_passes=30, dnn_iterations=200, n_boot=200),
     ),
     "paper": Profile(
         name="paper", device="auto",
         data=DataConfig(image_size=224, train_size=None, test_size=None),
         train=TrainConfig(arch="resnet50", epochs=20, batch_size=64, lr=0.05),
-        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=1000, batch_size=128),
+        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=1000, batch_size=128, curve_images=1000,
+                            stress_images=64, stress_channels=32, stress_eps_k=(1, 2, 4, 8), stats_images=5000,
+                            direction_images=256),
         detect=DetectConfig(n_images=1000, bu_passes=50, dnn_iterations=200, n_boot=1000),
     ),
 }

@@ -109,36 +109,35 @@ VERIFIED_BY = {"sha256 (SHA256SUMS)": "SHA256SUMS", "md5 (official)": "official 
 def data_provenance(names: Iterable[str], data_dir=None) -> pd.DataFrame:
     """Where each data set's file is and how it was verified, computed from the registry and checksums.
 
-    One row per name: the file (relative to the data folder), its size, its SHA-256 prefix, how
-    its checksum was verified (``official MD5`` or ``SHA256SUMS``), and whether it is byte-identical
-    to the official file (only decidable where the registry knows an official MD5). Missing files
-    are reported as such, never raised.
+    One row per name: the file's name, its size in MB, its SHA-256 prefix, how
+    its checksum was verified (``official MD5`` or ``SHA256SUMS``), and whether its MD5 ``matches``
+    or ``differs`` from the official file's (``none known`` where the registry has no official
+    checksum for this kind of copy). Missing files are reported as such, never raised.
     """
     from .data import get_info, verify
     from .data.checksums import file_digest
     from .data.datasets import DatasetNotFoundError, official_md5
 
-    root = paths.data_dir(data_dir)
     rows = []
     for name in names:
         info = get_info(name)
         row = {"dataset": info.name, "file": "missing", "MB": float("nan"), "sha256": "-", "verified by": "-",
-               "official file?": "-"}
+               "official MD5": "-"}
         try:
             path, check = verify(info.name, data_dir)
         except DatasetNotFoundError:
             rows.append(row)
             continue
-        row["file"] = str(path.relative_to(root)) if root in path.parents else str(path)
+        row["file"] = path.name
         if path.is_file():
             row["MB"] = path.stat().st_size / 1e6
-            row["sha256"] = file_digest(path)[:12] + "\u2026"
+            row["sha256"] = file_digest(path)[:10] + "\u2026"
             row["verified by"] = VERIFIED_BY.get(check.how, check.how) if check.ok else "CHECKSUM MISMATCH"
             md5 = official_md5(info, path)
             if md5 is None:
-                row["official file?"] = "no official checksum"
+                row["official MD5"] = "none known"
             else:
-                row["official file?"] = "yes (MD5 matches)" if file_digest(path, "md5") == md5 else "no (MD5 differs)"
+                row["official MD5"] = "matches" if file_digest(path, "md5") == md5 else "differs"
         else:
             row["verified by"] = "folder: not checksummed"
         rows.append(row)

@@ -39,6 +39,9 @@ def main(argv: list[str]) -> int:
         target = out / f"{book.chapter_path(name).stem}.ipynb"
         book.convert(name, target)
         notebooks.append(str(target))
+    if not paths.data_dir().is_dir():
+        print(f"warning: data folder {paths.data_dir()} does not exist; set {paths.DATA_ENV} to the offline mirror",
+              file=sys.stderr)
     env = dict(os.environ, MEDADV_PROFILE="smoke")
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", f"--nbval-cell-timeout={CELL_TIMEOUT}",
            "-p", "no:cacheprovider", "-q", *extra, *notebooks]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
