@@ -11,28 +11,26 @@ from . import paths
 
 
 def _cmd_data_list(args) -> int:
-    from .data import dataset_names, get_info, load_dataset, verify
+    from .data import dataset_names, load_dataset, verify
     from .data.datasets import DatasetNotFoundError
 
-    names = args.names or dataset_names()
-    rows = []
-    for name in names:
-        info = get_info(name)
+    print(f"data folder: {paths.data_dir(args.data_dir)}")
+    print(f"{'dataset':20s} {'status':34s} {'where':s}")
+    for name in args.names or dataset_names():
         try:
             path, check = verify(name, args.data_dir)
         except DatasetNotFoundError:
-            if args.names or name in ("chestxray", "cifar10", "pneumoniamnist", "retinamnist", "breastmnist", "octmnist"):
-                rows.append((name, "missing", "-", "-", "-"))
+            print(f"{name:20s} {'missing':34s} -")
             continue
-        status = "folder (no checksum)" if check is None else ("verified: " + check.how if check.ok else "CHECKSUM MISMATCH")
-        sizes = "-"
+        status = "found, folder (no checksum)" if check is None else (
+            f"found, verified ({check.how})" if check.ok else "found, CHECKSUM MISMATCH")
+        print(f"{name:20s} {status:34s} {path}")
         if check is None or check.ok:
             ds = load_dataset(name, data_dir=args.data_dir)
-            sizes = " / ".join(f"{s} {len(ds[s])} {ds[s].class_counts(ds.num_classes)}" for s in ("train", "val", "test"))
-        rows.append((name, "found", str(path), status, sizes))
-    print(f"data folder: {paths.data_dir(args.data_dir)}")
-    for name, found, path, status, sizes in rows:
-        print(f"{name:16s} {found:8s} {status:28s} {path}\n{'':16s} {sizes}")
+            for split in ("train", "val", "test"):
+                counts = ", ".join(f"{c}: {n}" for c, n in zip(ds.classes, ds[split].class_counts(ds.num_classes)))
+                note = "  [carved from train: seeded, stratified]" if split == "val" and not ds.info.has_val else ""
+                print(f"{'':20s}   {split:5s} {len(ds[split]):6d}  ({counts}){note}")
     return 0
 
 
