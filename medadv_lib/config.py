@@ -97,16 +97,56 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Detection protocol settings (METHODS.md section 4)."""
+    """Detection protocol settings (METHODS.md section 4).
+
+    n_images : correctly classified test images attacked and split 70/30 by the protocol.
+    bu_passes, dnn_iterations : MC-dropout passes of BU; Adam iterations of the DNN detector.
+    n_boot : bootstrap resamples of every confidence interval.
+    attacks : comma-separated attacks of the detection benchmark, each run at the largest budget.
+    sweep_attacks : comma-separated subset of ``attacks`` also run at every budget of ``eps_k``.
+    eps_k : budgets (k for k/256) of the detection benchmark.
+    n_reference : clean training images whose features fit the detectors' class statistics
+        (None = the whole training subset of the profile).
+    dnn_stages : the DNN detector reads the last tap of this many of the deepest network stages.
+    maha_noise : Mahalanobis input pre-processing magnitude (0 = off; METHODS.md: 0.0005 or 0).
+    """
 
     n_images: int = 300
     bu_passes: int = 50
     dnn_iterations: int = 200
     n_boot: int = 200
+    attacks: str = "bim,pgd,fgsm,mim,di,cw"
+    sweep_attacks: str = "bim,pgd"
+    eps_k: tuple[int, ...] = (1, 2, 4, 8)
+    n_reference: int | None = None
+    dnn_stages: int = 2
+    maha_noise: float = 0.0
 
     def __post_init__(self):
         _check(self.n_images >= 10, f"detect.n_images must be >= 10, got {self.n_images}")
         _check(self.bu_passes >= 2, f"detect.bu_passes must be >= 2, got {self.bu_passes}")
+        attacks, sweep = self.attack_list, self.sweep_attack_list
+        _check(len(attacks) > 0, f"detect.attacks must name at least one attack, got {self.attacks!r}")
+        _check(set(sweep) <= set(attacks),
+               f"detect.sweep_attacks {self.sweep_attacks!r} must be a subset of detect.attacks {self.attacks!r}")
+        _check(len(self.eps_k) > 0 and all(0 < k <= 256 for k in self.eps_k),
+               f"detect.eps_k must hold budgets in (0, 256], got {self.eps_k}")
+        _check(self.n_reference is None or self.n_reference >= 100,
+               f"detect.n_reference must be None or >= 100 (LID draws minibatches of 100), got {self.n_reference}")
+        _check(self.dnn_stages >= 1, f"detect.dnn_stages must be >= 1, got {self.dnn_stages}")
+        _check(self.maha_noise >= 0, f"detect.maha_noise must be >= 0, got {self.maha_noise}")
+
+    @property
+    def attack_list(self) -> list[str]:
+        return [a.strip().lower() for a in self.attacks.split(",") if a.strip()]
+
+    @property
+    def sweep_attack_list(self) -> list[str]:
+        return [a.strip().lower() for a in self.sweep_attacks.split(",") if a.strip()]
+
+    @property
+    def eps(self) -> tuple[float, ...]:
+        return tuple(k / 256 for k in self.eps_k)
 
 
 @dataclass(frozen=True)
@@ -142,17 +182,20 @@ PROFILES: dict[str, Profile] = {
         name="smoke", device="cpu",
         data=DataConfig(image_size=28, train_size=1200, test_size=300),
         train=TrainConfig(arch="smallcnn", epochs=4, batch_size=64, lr=0.05),
-        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64, curve_images=64, stress_images=8,
-                            stress_channels=8, stress_eps_k=(1, 4), stats_images=600, direction_images=32),
-        detect=DetectConfig(n_images=120, bu_passes=10, dnn_iterations=40, n_boot=50),
+        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64, curve_images=32, stress_images=3,
+                            stress_channels=4, stress_eps_k=(1, 8), stats_images=600, direction_images=24),
+        detect=DetectConfig(n_images=120, bu_passes=10, dnn_iterations=40, n_boot=50,
+                            attacks="bim,pgd", sweep_attacks="bim", eps_k=(4, 8), n_reference=None, dnn_stages=1),
     ),
     "cpu": Profile(
         name="cpu", device="auto",
         data=DataConfig(image_size=28, train_size=3000, test_size=600),
         train=TrainConfig(arch="resnet18", epochs=6, batch_size=64, lr=0.05),
-        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=200, batch_size=100, curve_images=64, stress_images=8,
+        attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=200, batch_size=100, curve_images=32, stress_images=3,
                             stress_channels=8, stress_eps_k=(1, 4), stats_images=1000, direction_images=32),
-        detect=DetectConfig(n_images=400, bu_passes=30, dnn_iterations=200, n_boot=200),
+        detect=DetectConfig(n_images=400, bu_passes=30, dnn_iterations=200, n_boot=200,
+                            attacks="bim,pgd,fgsm", sweep_attacks="bim", eps_k=(4, 8), n_reference=1000,
+                            dnn_stages=1),
     ),
     "paper": Profile(
         name="paper", device="auto",
@@ -161,7 +204,9 @@ PROFILES: dict[str, Profile] = {
         attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=1000, batch_size=128, curve_images=1000,
                             stress_images=64, stress_channels=32, stress_eps_k=(1, 2, 4, 8), stats_images=5000,
                             direction_images=256),
-        detect=DetectConfig(n_images=1000, bu_passes=50, dnn_iterations=200, n_boot=1000),
+        detect=DetectConfig(n_images=1000, bu_passes=50, dnn_iterations=200, n_boot=1000,
+                            attacks="bim,pgd,fgsm,mim,di,cw", sweep_attacks="bim,pgd,fgsm,mim,di,cw",
+                            eps_k=(1, 2, 4, 8), n_reference=None, dnn_stages=2),
     ),
 }
 

@@ -396,7 +396,7 @@ def stress_plot(frame: pd.DataFrame, *, value: str = "z_score", natural: Sequenc
                 for level in (-3, 3):
                     ax.axhline(level, color="0.6", lw=0.6, ls=":")
                 if symlog:
-                    ax.set_yscale("symlog", linthresh=3)
+                    _symlog_axis(ax, part[value].to_numpy(dtype=float))
             ax.set_title(f"{layer}, \u03b5 = {eps_k:g}/256", fontsize=10)
             ax.set_xlabel("")
             ax.set_ylabel("reached z-score (clean training units)" if value == "z_score" and j == 0 else
@@ -406,13 +406,31 @@ def stress_plot(frame: pd.DataFrame, *, value: str = "z_score", natural: Sequenc
                 if label.get_text() in natural:
                     label.set_color(DOMAIN_COLORS["natural"])
             legend = ax.get_legend()
-            if legend is not None and not (i == 0 and j == len(budgets) - 1):
+            if legend is not None:
                 legend.remove()
-            elif legend is not None:
-                legend.set_title("push")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=colors[d], edgecolor="0.2", label=label)
+               for d, label in (("max", "maximise"), ("min", "minimise"))]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9, title="push the channel")
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _symlog_axis(ax, values: np.ndarray, linthresh: float = 3.0) -> None:
+    """Symmetric-log y axis, linear within +-linthresh, with plain tick labels (1, 3, 10, 30, ...)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    ax.set_yscale("symlog", linthresh=linthresh, linscale=1.0)
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    steps = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
+    ticks = [0.0] + [v for v in steps if v <= max(hi, linthresh) * 1.05] + \
+        [-v for v in steps if -v >= min(lo, -linthresh) * 1.05]
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(FixedLocator([]))
 
 
 def cosine_plot(frame: pd.DataFrame, *, natural: Sequence[str] = ("cifar10",), title: str | None = None) -> Figure:
@@ -442,7 +460,7 @@ def cosine_plot(frame: pd.DataFrame, *, natural: Sequence[str] = ("cifar10",), t
     return fig
 
 
-def trajectory_plot(frame: pd.DataFrame, *, values: Sequence[str] = ("projection_gain", "maha_min"),
+def trajectory_plot(frame: pd.DataFrame, *, values: Sequence[str] = ("projection_gain", "maha_gain"),
                     labels: Mapping[str, str] | None = None, hue: str = "eps_k", title: str | None = None) -> Figure:
     """Median (line) and inter-quartile range (band) of each value against the step, one column per data set.
 
@@ -450,6 +468,7 @@ def trajectory_plot(frame: pd.DataFrame, *, values: Sequence[str] = ("projection
     column; one line per ``hue`` level (default the budget).
     """
     labels = {"projection_gain": "projection on w\u209c \u2212 w\u1d67\n(gain since clean)",
+              "maha_gain": "Mahalanobis distance to nearest\nclean class (gain since clean)",
               "maha_min": "Mahalanobis distance\nto nearest clean class", "maha_true": "Mahalanobis distance\nto true class",
               "maha_target": "Mahalanobis distance\nto target class", "cos_step": "cosine of step",
               "p_target": "p(target)", **(labels or {})}
@@ -489,15 +508,18 @@ def pca_plot(views: Mapping[str, pd.DataFrame], *, classes: Mapping[str, Sequenc
     Clean training features are faint dots coloured by class, attacked images open circles at their
     clean position joined by a line to their adversarial position (crosses), coloured by true class.
     """
+    from matplotlib.lines import Line2D
+
     names = list(views)
     fig = new_figure(width=3.4 * len(names) + 0.4, height=3.6)
     axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False).ravel())
     for ax, name in zip(axes, names):
         view = views[name]
         labels = sorted(set(view["label"]))
-        cmap = {c: PALETTE[k % len(PALETTE)] for k, c in enumerate(labels)}
+        colours = PALETTE if len(labels) <= len(PALETTE) else [matplotlib.colormaps["tab10"](k % 10) for k in range(len(labels))]
+        cmap = {c: colours[k % len(colours)] for k, c in enumerate(labels)}
         train = view[view["set"] == "clean training"]
-        ax.scatter(train["pc1"], train["pc2"], s=3, c=[cmap[c] for c in train["label"]], alpha=0.15, lw=0)
+        ax.scatter(train["pc1"], train["pc2"], s=3, c=[cmap[c] for c in train["label"]], alpha=0.25, lw=0)
         clean = view[view["set"] == "clean attacked"].set_index("image")
         adv = view[view["set"] == "adversarial"].set_index("image").loc[clean.index]
         shown = clean.index[:max_arrows]
@@ -513,10 +535,10 @@ def pca_plot(views: Mapping[str, pd.DataFrame], *, classes: Mapping[str, Sequenc
         ax.set_ylabel("PC 2" + (f" ({ratio[1]:.0%})" if ratio else ""))
         ax.set_title(name)
         names_c = (classes or {}).get(name)
-        handles = [matplotlib.lines.Line2D([], [], color=cmap[c], marker="o", ls="", ms=4,
+        handles = [Line2D([], [], color=cmap[c], marker="o", ls="", ms=4,
                                            label=str(names_c[c])[:14] if names_c else str(c)) for c in labels]
-        handles += [matplotlib.lines.Line2D([], [], color="0.3", marker="o", mfc="none", ls="", ms=5, label="clean"),
-                    matplotlib.lines.Line2D([], [], color="0.3", marker="x", ls="", ms=5, label="adversarial")]
+        handles += [Line2D([], [], color="0.3", marker="o", mfc="none", ls="", ms=5, label="clean"),
+                    Line2D([], [], color="0.3", marker="x", ls="", ms=5, label="adversarial")]
         ax.legend(handles=handles, fontsize=7, loc="best", ncols=1 if len(labels) <= 3 else 2)
     if title:
         fig.suptitle(title)

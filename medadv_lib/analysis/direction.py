@@ -90,7 +90,8 @@ def fixed_direction_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     frame : pandas.DataFrame
         The rows of :func:`~medadv_lib.analysis.fixed_direction_frame` for every budget, plus
         ``eps``, ``eps_k`` (eps x 256), ``budget``, ``success`` (the image's final success, on
-        every step's row) and ``projection_gain`` (projection minus its value at step 0).
+        every step's row), ``projection_gain`` (projection minus its value at step 0) and, with
+        ``gaussian``, ``maha_gain`` (``maha_min`` minus its value at step 0).
     results : dict
         eps -> the joined :class:`~medadv_lib.attacks.AttackResult` (features recorded).
     """
@@ -112,8 +113,10 @@ def fixed_direction_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         frame["eps_k"] = e * 256
         frame["budget"] = format_budget(e)
         frame["success"] = result.success.cpu().numpy()[frame["image"].to_numpy()]
-        start = frame.loc[frame["step"] == 0].set_index("image")["projection"]
-        frame["projection_gain"] = frame["projection"].to_numpy() - start.loc[frame["image"]].to_numpy()
+        first = frame.loc[frame["step"] == 0].set_index("image")
+        frame["projection_gain"] = frame["projection"].to_numpy() - first["projection"].loc[frame["image"]].to_numpy()
+        if "maha_min" in frame:
+            frame["maha_gain"] = frame["maha_min"].to_numpy() - first["maha_min"].loc[frame["image"]].to_numpy()
         frames.append(frame)
         results[e] = result
     return pd.concat(frames, ignore_index=True), results

@@ -125,12 +125,17 @@ class ClassGaussian:
     def __init__(self, ridge: float = 1e-6):
         self.ridge = ridge
 
-    def fit(self, h, y) -> "ClassGaussian":
+    def fit(self, h, y, num_classes: int | None = None) -> "ClassGaussian":
+        """Fit on features ``h`` (N, D) with labels ``y`` (N,).
+
+        ``num_classes`` sizes :meth:`distance`'s output when the highest classes are absent from
+        ``y`` (their columns are NaN); by default ``max(y) + 1``.
+        """
         h, y = _np(h), np.asarray(_np(y), dtype=np.int64)
         if h.ndim != 2 or y.shape != (h.shape[0],):
             raise ValueError(f"h must be (N, D) and y (N,), got {h.shape} and {y.shape}.")
         self.classes_ = np.unique(y)
-        k = int(self.classes_.max()) + 1
+        k = max(int(self.classes_.max()) + 1, int(num_classes or 0))
         self.means_ = np.full((k, h.shape[1]), np.nan)
         for c in self.classes_:
             self.means_[c] = h[y == c].mean(0)

@@ -14,9 +14,12 @@ model, budgets as plain floats on the [0, 1] scale (see :func:`medadv_lib.attack
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validation import check_eps, check_images, check_labels, check_positive_int
+from ._fast import EVAL_COPIES
 
 __all__ = [
     "ATTACKS",
@@ -57,7 +61,7 @@ def register_attack(name: str) -> Callable[[type], type]:
     return decorator
 
 
-def get_attack(name: str, model: nn.Module, **kwargs) -> "IterativeAttack":
+def get_attack(name: str, model: nn.Module, **kwargs) -> IterativeAttack:
     """Build a registered attack by name, e.g. ``get_attack("pgd", model, eps=budget(2))``.
 
     Parameters
@@ -150,6 +154,12 @@ def attack_mode(model: nn.Module):
             module.training = training
 
 
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
     for tensor in model.parameters():
         return tensor.device, tensor.dtype if tensor.is_floating_point() else None
@@ -186,6 +196,19 @@ class IterativeAttack:
         ``None`` draws a seed from torch's global generator (so ``torch.manual_seed`` applies).
     feature_layers : sequence of str, optional
         Feature taps that :meth:`loss` receives; ``None`` (default) runs a plain ``model(x)``.
+    fuse_bn : bool, default True
+        Run the forward/backward passes of the loop on a cached eval-mode *copy* of the model in
+        which every BatchNorm that directly follows a convolution is folded into it (conv-BN
+        folding, :mod:`medadv_lib.attacks._fast`); on the CPU the copy is also stored channels-last.
+        Same function up to float rounding (logits agree to ~1e-6 relative), so the adversarial
+        images equal the unfused ones except where a gradient component is so close to zero that
+        rounding flips its sign. The user's model is never modified; feature taps and other hooks
+        work on the copy (they fire on the copy's modules); the copy is rebuilt when the model's
+        modules, hooks, parameters or buffers change, and it is only made when some BatchNorm
+        folds. The final logits, success and features of :meth:`run` come from the original model.
+        Every subclass constructor accepts ``fuse_bn=`` (see :meth:`__init_subclass__`); it is
+        also a plain attribute, ``attack.fuse_bn = False``. Set it to False for bit-exact
+        reproduction of results computed without folding.
 
     Notes
     -----
@@ -206,10 +229,42 @@ class IterativeAttack:
     feature_layers: tuple[str, ...] | None = None
     #: default step size as a fraction of eps
     default_alpha_fraction: float = 0.2
+    #: run the loop on a BatchNorm-folded copy of the model (see the ``fuse_bn`` parameter)
+    fuse_bn: bool = True
+
+    def __init_subclass__(cls, **kwargs):
+        """Let every subclass constructor accept ``fuse_bn=`` without re-declaring it.
+
+        A subclass ``__init__`` that does not name ``fuse_bn`` itself is wrapped so that a keyword
+        ``fuse_bn`` is taken off before it runs and stored afterwards.
+        """
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_takes_fuse_bn", False):
+            return
+        try:
+            signature = inspect.signature(init)
+        except (TypeError, ValueError):
+            return
+        if "fuse_bn" in signature.parameters:
+            return
+
+        @functools.wraps(init)
+        def __init__(self, *args, fuse_bn: bool | None = None, **kw):
+            init(self, *args, **kw)
+            if fuse_bn is not None:
+                self.fuse_bn = _check_flag(fuse_bn, "fuse_bn")
+
+        params = list(signature.parameters.values())
+        extra = inspect.Parameter("fuse_bn", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="bool | None")
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        __init__.__signature__ = signature.replace(parameters=[*params[:at], extra, *params[at:]])
+        __init__._takes_fuse_bn = True
+        cls.__init__ = __init__
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
                  targeted: bool = False, random_start: bool = False, seed: int | None = None,
-                 feature_layers: Iterable[str] | None = None):
+                 feature_layers: Iterable[str] | None = None, fuse_bn: bool = True):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}.")
         self.model = model
@@ -223,6 +278,8 @@ class IterativeAttack:
         self.seed = seed
         layers = feature_layers if feature_layers is not None else type(self).feature_layers
         self.feature_layers = self._check_layers(layers)
+        self.fuse_bn = _check_flag(fuse_bn, "fuse_bn")
+        self._loop_model: nn.Module | None = None  # the folded copy while the loop runs
 
     # ------------------------------------------------------------------ validation
     def _check_alpha(self, alpha):
@@ -319,10 +376,18 @@ class IterativeAttack:
         return self.loss(logits, features, y, target), logits, features
 
     def forward(self, x: torch.Tensor, layers: tuple[str, ...] | None = None):
-        """``(logits, features)`` in one pass; features are empty when ``layers`` is None."""
+        """``(logits, features)`` in one pass; features are empty when ``layers`` is None.
+
+        Inside the loop this runs the BatchNorm-folded copy of the model (``fuse_bn``), elsewhere
+        the model itself.
+        """
+        model = self._loop_model if self._loop_model is not None else self.model
         if layers is None:
-            return self.model(x), {}
-        return self.model.forward_features(x, layers)
+            return model(x), {}
+        logits, features = model.forward_features(x, layers)
+        if model is not self.model:  # a channels-last copy: hand out standard-layout taps
+            features = OrderedDict((name, f.contiguous()) for name, f in features.items())
+        return logits, features
 
     # ------------------------------------------------------------------ public API
     def __call__(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -397,7 +462,12 @@ class IterativeAttack:
                         warnings.warn(f"{same} of {len(yd)} targets equal the true label; those images are "
                                       "already in the target class and are only made more confident.",
                                       UserWarning, stacklevel=3)
-            x_adv, trace = self._loop(xd, yd, td, generator, record, record_features)
+            fast = EVAL_COPIES.get(self.model) if self.fuse_bn else None
+            self._loop_model = fast.model if fast is not None else None
+            try:
+                x_adv, trace = self._loop(xd, yd, td, generator, record, record_features)
+            finally:
+                self._loop_model = None
             if summarize:
                 result = self._summarize(x, xd, x_adv, yd, td, trace, seed, record_features)
 
@@ -441,8 +511,9 @@ class IterativeAttack:
         return x_adv, trace
 
     def _penultimate(self, x):
+        model = self._loop_model if self._loop_model is not None else self.model
         with torch.no_grad():
-            return self.model.forward_features(x, [PENULTIMATE])[1][PENULTIMATE].detach()
+            return model.forward_features(x, [PENULTIMATE])[1][PENULTIMATE].detach()
 
     def _summarize(self, x, xd, x_adv, y, target, trace, seed, record_features):
         with torch.no_grad():

@@ -26,12 +26,13 @@ section 4.
 from .base import BaseDetector, calibrate_threshold
 from .bu import BU
 from .dnn import DNNDetector
-from .features import Features, extract_features, forward_maps, spatial_mean
+from .features import Features, extract_features, forward_maps, spatial_mean, stage_outputs
 from .gmm import GMMDetector
 from .kd import KD
 from .kdbu import KDBU
 from .lid import LID
 from .mahalanobis import Mahalanobis
+from .standard import standard_detectors
 from .svm import SafetyNetSVM
 
 __all__ = [
@@ -49,4 +50,6 @@ __all__ = [
     "extract_features",
     "forward_maps",
     "spatial_mean",
+    "stage_outputs",
+    "standard_detectors",
 ]

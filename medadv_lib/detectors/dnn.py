@@ -69,6 +69,11 @@ class DNNDetector(BaseDetector):
     score_batch_size : int, default 256
     seed : int, default 0
         Seeds initialisation and batch sampling (global RNG forked, not advanced).
+    max_cache_mb : float, default 512
+        When the full maps of the fitting images take at most this many megabytes (float32), they
+        are computed once, before training, instead of once per training batch: the same maps and
+        the same batches, at a fraction of the cost (``n_iter * batch_size`` forward passes become
+        ``len(x)``). 0 always recomputes them, as for 224-px backbones whose maps do not fit.
     fpr : float, default 0.1
 
     Attributes
@@ -79,18 +84,22 @@ class DNNDetector(BaseDetector):
     map_shapes_ : dict[str, tuple]
     loss_curve_ : ndarray (n_iter,)
         Training loss (sum over layers) per iteration.
+    maps_cached_ : bool
+        Whether the fitting maps were computed once up front (see ``max_cache_mb``).
 
     Notes
     -----
-    Takes images and ``model=``; the maps are recomputed per training batch on the model's
-    device instead of being stored, since full maps of a 224-px backbone do not fit in memory.
-    The whole fit set is the supervised part (METHODS.md: the 70 % split).
+    Takes images and ``model=``. The maps of the fitting images are computed once and kept on
+    the model's device when they fit in ``max_cache_mb``; otherwise they are recomputed per
+    training batch, since full maps of a 224-px backbone do not fit in memory. The whole fit set
+    is the supervised part (METHODS.md: the 70 % split).
     """
 
     needs_images = True
 
     def __init__(self, layers=None, n_iter: int = 200, batch_size: int = 64, lr: float = 1e-3,
-                 width=(96, 192, 192), score_batch_size: int = 256, seed: int = 0, fpr: float = 0.1):
+                 width=(96, 192, 192), score_batch_size: int = 256, seed: int = 0, max_cache_mb: float = 512.0,
+                 fpr: float = 0.1):
         self.layers = layers
         self.n_iter = n_iter
         self.batch_size = batch_size
@@ -98,6 +107,7 @@ class DNNDetector(BaseDetector):
         self.width = width
         self.score_batch_size = score_batch_size
         self.seed = seed
+        self.max_cache_mb = max_cache_mb
         self.fpr = fpr
 
     def _resolve_layers(self, model):
@@ -124,6 +134,9 @@ class DNNDetector(BaseDetector):
         device = model_device(model)
         _, probe = forward_maps(model, x[:2], self.layers_)
         self.map_shapes_ = OrderedDict((n, tuple(_as_map(probe[n]).shape[1:])) for n in self.layers_)
+        per_image = sum(int(np.prod(s)) for s in self.map_shapes_.values()) * 4
+        self.maps_cached_ = x.shape[0] * per_image <= float(self.max_cache_mb) * 2**20
+        cached = self._all_maps(x, model) if self.maps_cached_ else None
         normal, adv = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
         half = int(self.batch_size) // 2
         losses = np.empty(int(self.n_iter))
@@ -136,7 +149,12 @@ class DNNDetector(BaseDetector):
             self.nets_.train()
             for it in range(int(self.n_iter)):
                 idx = np.concatenate([gen.choice(normal, half), gen.choice(adv, half)])
-                logits = self._net_logits(forward_maps(model, x[torch.as_tensor(idx)], self.layers_)[1])
+                if cached is not None:
+                    rows = torch.as_tensor(idx, device=device)
+                    maps = {n: cached[n][rows] for n in self.layers_}
+                else:
+                    maps = forward_maps(model, x[torch.as_tensor(idx)], self.layers_)[1]
+                logits = self._net_logits(maps)
                 loss = nn.functional.binary_cross_entropy_with_logits(
                     logits, target.expand_as(logits), reduction="none").mean(1).sum()
                 opt.zero_grad(set_to_none=True)
@@ -146,6 +164,15 @@ class DNNDetector(BaseDetector):
             self.nets_.eval()
         self.loss_curve_ = losses
         return self
+
+    def _all_maps(self, x: torch.Tensor, model) -> dict:
+        """Full maps of every image of ``x`` (on the model's device), computed in scoring batches."""
+        parts = {n: [] for n in self.layers_}
+        for sl in batch_slices(x.shape[0], self.score_batch_size):
+            _, maps = forward_maps(model, x[sl], self.layers_)
+            for n in self.layers_:
+                parts[n].append(maps[n])
+        return {n: torch.cat(v) for n, v in parts.items()}
 
     def decision_function(self, x: torch.Tensor, *, model) -> np.ndarray:
         """Mean over layers of the detectors' sigmoid outputs (higher = more adversarial)."""

@@ -69,6 +69,29 @@ def check_layer_names(model, layers: Sequence[str] | str | None) -> list[str]:
     return sorted(dict.fromkeys(layers), key=order.__getitem__)
 
 
+def stage_outputs(model_or_names) -> list[str]:
+    """The tap that ends each stage of a network, in forward order.
+
+    Taps are grouped by the part of their name before the first dot (``layer3.1`` -> ``layer3``,
+    ``block2.relu1`` -> ``block2``); inner taps (``.relu<k>``), the stem and the penultimate vector
+    are left out, and the last tap of each group is kept: ``layer1.1 ... layer4.1`` for a
+    ResNet-18, ``block1 ... block3`` for the small CNN, ``block1 ... block5`` for VGG-16. Handy to
+    give a detector a few representative layers instead of every tap.
+
+    Parameters
+    ----------
+    model_or_names : FeatureModel or sequence of str
+        A model with ``feature_names``, or the tap names themselves.
+    """
+    names = list(getattr(model_or_names, "feature_names", model_or_names))
+    last: dict[str, str] = {}
+    for name in names:
+        if name in ("stem", "penultimate") or ".relu" in name:
+            continue
+        last[name.split(".", 1)[0]] = name  # dicts keep first-insertion order: stages stay in order
+    return list(last.values())
+
+
 def layer_vectors(model, x: torch.Tensor, layers: Sequence[str]):
     """Logits and spatial-mean vectors of one batch, *with* autograd (for input gradients).
 
