@@ -469,6 +469,7 @@ def trajectory_plot(frame: pd.DataFrame, *, values: Sequence[str] = ("projection
     """
     labels = {"projection_gain": "projection on w\u209c \u2212 w\u1d67\n(gain since clean)",
               "maha_gain": "Mahalanobis distance to nearest\nclean class (gain since clean)",
+              "projection_pct": "projection as percentile of\nclean target-class training",
               "maha_min": "Mahalanobis distance\nto nearest clean class", "maha_true": "Mahalanobis distance\nto true class",
               "maha_target": "Mahalanobis distance\nto target class", "cos_step": "cosine of step",
               "p_target": "p(target)", **(labels or {})}
@@ -507,6 +508,8 @@ def pca_plot(views: Mapping[str, pd.DataFrame], *, classes: Mapping[str, Sequenc
 
     Clean training features are faint dots coloured by class, attacked images open circles at their
     clean position joined by a line to their adversarial position (crosses), coloured by true class.
+    The axes are cut at the 1st and 99th percentiles of the points shown (plus a margin), so a few
+    far-out points may fall outside.
     """
     from matplotlib.lines import Line2D
 
@@ -530,6 +533,13 @@ def pca_plot(views: Mapping[str, pd.DataFrame], *, classes: Mapping[str, Sequenc
                    edgecolors=[cmap[c] for c in clean.loc[shown, "label"]], lw=0.9)
         ax.scatter(adv.loc[shown, "pc1"], adv.loc[shown, "pc2"], s=20, marker="x",
                    c=[cmap[c] for c in adv.loc[shown, "label"]], lw=0.9)
+        # a few far-out points would squeeze the rest into a corner: cut the axes at the 1st and 99th
+        # percentiles of the points shown, padded
+        shown_points = pd.concat([train, clean.loc[shown], adv.loc[shown]])
+        for axis, col in ((ax.set_xlim, "pc1"), (ax.set_ylim, "pc2")):
+            lo, hi = np.nanpercentile(shown_points[col].to_numpy(dtype=float), [1, 99])
+            pad = 0.15 * max(hi - lo, 1e-9)
+            axis(lo - pad, hi + pad)
         ratio = view.attrs.get("explained_variance_ratio")
         ax.set_xlabel("PC 1" + (f" ({ratio[0]:.0%})" if ratio else ""))
         ax.set_ylabel("PC 2" + (f" ({ratio[1]:.0%})" if ratio else ""))

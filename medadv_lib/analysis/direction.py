@@ -58,7 +58,7 @@ def concat_results(parts: Sequence[AttackResult]) -> AttackResult:
 
 def fixed_direction_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], *,
                           attack: str = "bim", steps: int = 10, seed: int | None = 0,
-                          gaussian: ClassGaussian | None = None, batch_size: int = 256,
+                          gaussian: ClassGaussian | None = None, reference=None, batch_size: int = 256,
                           targeted: bool = True, **attack_kwargs) -> tuple[pd.DataFrame, dict[float, AttackResult]]:
     """Run ``attack`` at every budget with recorded features and measure the fixed-direction effect.
 
@@ -79,6 +79,11 @@ def fixed_direction_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         same at every budget).
     gaussian : ClassGaussian, optional
         Fitted on clean training penultimate features; adds the Mahalanobis columns.
+    reference : (features, labels), optional
+        Clean training penultimate features (N, D) and labels (N,); adds ``projection_pct``, the
+        percentile of each projection among the projections of the clean training features of
+        the **target** class on the same direction (above 99: beyond the target class's range
+        along ``w_t - w_y``).
     batch_size : int, default 256
     targeted : bool, default True
         The HFC setting (the direction is then ``w_t - w_y``).
@@ -117,9 +122,35 @@ def fixed_direction_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         frame["projection_gain"] = frame["projection"].to_numpy() - first["projection"].loc[frame["image"]].to_numpy()
         if "maha_min" in frame:
             frame["maha_gain"] = frame["maha_min"].to_numpy() - first["maha_min"].loc[frame["image"]].to_numpy()
+        if reference is not None:
+            frame["projection_pct"] = _projection_percentile(frame, result, model, *reference)
         frames.append(frame)
         results[e] = result
     return pd.concat(frames, ignore_index=True), results
+
+
+def _projection_percentile(frame: pd.DataFrame, result: AttackResult, model, h_ref, y_ref) -> np.ndarray:
+    """Percentile (0-100, ties half) of each row's projection among the target class's clean projections."""
+    from .fixed_direction import classifier_weights
+
+    h_ref = np.asarray(h_ref.detach().cpu() if hasattr(h_ref, "detach") else h_ref, dtype=np.float64)
+    y_ref = np.asarray(y_ref.cpu() if hasattr(y_ref, "cpu") else y_ref).astype(np.int64)
+    if h_ref.ndim != 2 or y_ref.shape != (h_ref.shape[0],):
+        raise ValueError(f"reference must be features (N, D) and labels (N,), got {h_ref.shape} and {y_ref.shape}.")
+    weight, _ = classifier_weights(model)
+    out = np.full(len(frame), np.nan)
+    ys, ts, proj = frame["y"].to_numpy(), frame["target"].to_numpy(), frame["projection"].to_numpy()
+    for y, t in set(zip(ys.tolist(), ts.tolist())):
+        ref = h_ref[y_ref == t]
+        if y == t or ref.size == 0:
+            continue
+        unit = (weight[t] - weight[y]) / np.linalg.norm(weight[t] - weight[y])
+        column = np.sort(ref @ unit)
+        mask = (ys == y) & (ts == t)
+        below = np.searchsorted(column, proj[mask], side="left")
+        at_or_below = np.searchsorted(column, proj[mask], side="right")
+        out[mask] = 100.0 * (below + at_or_below) / (2.0 * len(column))
+    return out
 
 
 def direction_summary(frame: pd.DataFrame, *, by: Sequence[str] = ("dataset",), distance: str = "maha_min",
@@ -144,8 +175,11 @@ def direction_summary(frame: pd.DataFrame, *, by: Sequence[str] = ("dataset",), 
         (per-step feature change against ``w_t - w_y``, steps >= 1), ``share_cos_step_above``,
         ``mean_cos_total`` (``h_T - h_0`` at the last step), ``mean_grad_cos`` / ``min_grad_cos``
         (the analytic feature-space step direction), ``median_projection_gain`` (at the last
-        step), and with Mahalanobis columns ``median_distance_first`` / ``median_distance_last``
-        and ``share_distance_grew`` (images whose distance at the last step exceeds step 0's).
+        step), with ``projection_pct`` ``median_projection_pct_first`` / ``_last`` and
+        ``share_projection_beyond`` (last-step projections above the clean target class's 99th
+        percentile), and with Mahalanobis columns ``median_distance_first`` /
+        ``median_distance_last`` and ``share_distance_grew`` (images whose distance at the last
+        step exceeds step 0's).
     """
     by = list(by)
     rows = []
@@ -167,6 +201,10 @@ def direction_summary(frame: pd.DataFrame, *, by: Sequence[str] = ("dataset",), 
             "median_projection_gain": float(np.nanmedian(last["projection_gain"])) if "projection_gain" in g
             else np.nan,
         })
+        if "projection_pct" in g:
+            record.update({"median_projection_pct_first": float(np.nanmedian(first["projection_pct"])),
+                           "median_projection_pct_last": float(np.nanmedian(last["projection_pct"])),
+                           "share_projection_beyond": float(np.mean(last["projection_pct"].to_numpy() > 99.0))})
         if distance in g:
             ordered = [part.sort_values([c for c in ("eps", "image") if c in part]) for part in (first, last)]
             d0, d1 = (part[distance].to_numpy() for part in ordered)

@@ -23,8 +23,10 @@ when it is provably safe:
   traced forward is left alone.
 
 On the CPU the copy is also stored channels-last (``torch.channels_last``) when it has 2-D
-convolutions: oneDNN then skips the layout reorders of every convolution's input and weight
-(measured 1.1-1.3x per attack step on 2 cores), again with the same results up to float rounding.
+convolutions: oneDNN then skips the layout reorders around every convolution and max-pool (measured
+on ResNet-18, 32 px, batch 64, one thread: 1.15x per attack step from folding alone, 1.23x with
+channels-last as well), again with the same results up to float rounding. A ReLU that directly
+follows a folded pair inside an ``nn.Sequential`` is made in-place (``smallcnn``: 1.7x in all).
 
 :class:`EvalCopyCache` keeps one copy per model (weakly keyed) and rebuilds it whenever the
 model's modules, hooks, parameters or buffers change: identities, storage pointers and autograd

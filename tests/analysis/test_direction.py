@@ -88,3 +88,23 @@ def test_class_gaussian_with_absent_classes():
 def test_sweep_rejects_zero_budget():
     with pytest.raises(ValueError, match="> 0"):
         fixed_direction_sweep(BINARY, X, torch.zeros(6, dtype=torch.long), [0.0])
+
+
+def test_projection_percentile_against_the_target_class():
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    h, labels, _ = _gaussian(BINARY, 2)
+    frame, results = fixed_direction_sweep(BINARY, X, y, [0.05], steps=2, seed=0, reference=(h, labels))
+    assert frame["projection_pct"].between(0, 100).all()
+    from medadv_lib.analysis import classifier_weights
+
+    w, _ = classifier_weights(BINARY)
+    row = frame.iloc[-1]
+    t, yy = int(row.target), int(row.y)
+    unit = (w[t] - w[yy]) / np.linalg.norm(w[t] - w[yy])
+    ref = h.double().numpy()[labels.numpy() == t] @ unit
+    expected = 100.0 * (np.sum(ref < row.projection) + 0.5 * np.sum(ref == row.projection)) / len(ref)
+    assert row.projection_pct == pytest.approx(expected)
+    summary = direction_summary(concat_labelled({"b": frame}))
+    assert {"median_projection_pct_last", "share_projection_beyond"} <= set(summary.columns)
+    with pytest.raises(ValueError, match="reference"):
+        fixed_direction_sweep(BINARY, X, y, [0.05], steps=1, reference=(h, labels[:3]))
