@@ -182,7 +182,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", device="cpu",
         data=DataConfig(image_size=28, train_size=1200, test_size=300),
         train=TrainConfig(arch="smallcnn", epochs=4, batch_size=64, lr=0.05),
-        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64, curve_images=32, stress_images=3,
+        attack=AttackConfig(eps_k=(1, 4, 8), steps=5, n_images=64, batch_size=64, curve_images=24, stress_images=2,
                             stress_channels=4, stress_eps_k=(1, 8), stats_images=600, direction_images=24),
         detect=DetectConfig(n_images=120, bu_passes=10, dnn_iterations=40, n_boot=50,
                             attacks="bim,pgd", sweep_attacks="bim", eps_k=(4, 8), n_reference=None, dnn_stages=1),
