@@ -1,12 +1,21 @@
 """The standard detector set, the stage-output layer picker and the DNN detector's map cache."""
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from medadv_lib.detectors import (BU, KD, KDBU, LID, DNNDetector, GMMDetector, Mahalanobis, SafetyNetSVM,
-                                  stage_outputs, standard_detectors)
+from medadv_lib.detectors import (
+    BU,
+    KD,
+    KDBU,
+    LID,
+    DNNDetector,
+    GMMDetector,
+    Mahalanobis,
+    SafetyNetSVM,
+    stage_outputs,
+    standard_detectors,
+)
 from medadv_lib.detectors.standard import DETECTOR_NAMES, FEATURE_SPACE
 from medadv_lib.models import build_model
 
@@ -49,7 +58,7 @@ def test_stage_outputs():
 
 def test_dnn_map_cache_gives_the_same_detector(tiny_model, images):
     x, is_adv = images
-    kw = dict(n_iter=6, batch_size=8, width=(4, 4, 4), seed=2)
+    kw = {"n_iter": 6, "batch_size": 8, "width": (4, 4, 4), "seed": 2}
     cached = DNNDetector(**kw).fit(x, is_adv, model=tiny_model)
     plain = DNNDetector(max_cache_mb=0, **kw).fit(x, is_adv, model=tiny_model)
     assert cached.maps_cached_ and not plain.maps_cached_
