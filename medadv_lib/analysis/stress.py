@@ -265,6 +265,5 @@ def stress_verdict(comparison_row: Mapping, *, natural_label: str = "CIFAR-10",
         return f"every medical set's {value_label} is farther out than {ref}: {listed(farther)}"
     if not farther:
         return f"no medical set's {value_label} is farther out than {ref}: {listed(closer)}"
-    verb = "is" if len(closer) == 1 else "are"
-    return (f"only some medical sets are pushed farther out than {ref}: {listed(farther)}, "
-            f"while {listed(closer)} {verb} not")
+    return (f"only some medical sets are pushed farther: the {value_label} is farther out than {ref} "
+            f"for {listed(farther)}, but not for {listed(closer)}")

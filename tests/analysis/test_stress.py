@@ -118,7 +118,7 @@ def test_summary_comparison_and_verdict():
     comp = stress_comparison(stress_summary(weak), direction="max")
     assert comp.loc[0, "medical_farther"] == 1 and not comp.loc[0, "medical_all_farther"]
     text = stress_verdict(comp.iloc[0])
-    assert text.startswith("only some") and "med_b" in text.split("while")[1]
+    assert text.startswith("only some") and "med_b" in text.split("but not for")[1] and "med_a" in text.split("but")[0]
 
 
 def test_concat_labelled_and_errors():
