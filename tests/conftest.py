@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 MIRROR = Path(os.environ.get("MEDADV_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -22,3 +23,13 @@ def mirror(monkeypatch):
         pytest.skip(f"offline data mirror not found at {MIRROR}; set MEDADV_DATA_DIR")
     monkeypatch.setenv("MEDADV_DATA_DIR", str(MIRROR))
     return MIRROR
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a loaded 2-core machine OpenMP workers spin against other jobs and
+    tiny convolutions slow down a hundredfold; restored after each module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
