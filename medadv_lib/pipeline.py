@@ -6,7 +6,6 @@ so chapters and the CLI share one cache entry per (dataset, size, architecture, 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -92,10 +91,6 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
 def default_datasets() -> list[str]:
     """The offline mirror's datasets, in the order the book presents them."""
     return ["pneumoniamnist", "breastmnist", "retinamnist", "chestxray", "cifar10"]
-
-
-def data_dir_from_env() -> str | None:
-    return os.environ.get("MEDADV_DATA_DIR")
 
 
 ATTACK_VERSION = "1"
