@@ -147,6 +147,15 @@ def check_class_labels(y, n: int, name: str = "y") -> np.ndarray:
     return y.astype(np.int64)
 
 
+def check_known_classes(y_pred: np.ndarray, classes: np.ndarray, what: str) -> np.ndarray:
+    """Refuse predicted classes that had no clean training samples (no ``what`` was fitted for them)."""
+    unknown = np.setdiff1d(np.unique(y_pred), classes)
+    if unknown.size:
+        raise ValueError(f"y_pred contains classes {unknown.tolist()} without {what} "
+                         f"(fitted classes: {classes.tolist()}).")
+    return y_pred
+
+
 def check_is_adv(is_adv, n: int, name: str = "is_adv") -> np.ndarray:
     """Binary 0 (normal) / 1 (adversarial) labels of length ``n`` with both classes present."""
     if isinstance(is_adv, torch.Tensor):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from .base import BaseDetector, check_class_labels, check_n_features, reference_labels, single_layer
+from .base import (BaseDetector, check_class_labels, check_known_classes, check_n_features, reference_labels,
+                   single_layer)
 
 
 class GMMDetector(BaseDetector):
@@ -78,10 +79,7 @@ class GMMDetector(BaseDetector):
         self._check_fitted()
         X = check_n_features(single_layer(X, self.layer, "X"), self.n_features_in_, "X")
         y_pred = check_class_labels(y_pred, X.shape[0], "y_pred")
-        unknown = np.setdiff1d(np.unique(y_pred), self.classes_)
-        if unknown.size:
-            raise ValueError(f"y_pred contains classes {unknown.tolist()} without a fitted mixture "
-                             f"(fitted classes: {self.classes_.tolist()}).")
+        check_known_classes(y_pred, self.classes_, "a fitted mixture")
         out = np.empty(X.shape[0], dtype=np.float64)
         for c in np.unique(y_pred):
             rows = y_pred == c

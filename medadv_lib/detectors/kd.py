@@ -17,6 +17,7 @@ from .base import (
     BaseDetector,
     batch_slices,
     check_class_labels,
+    check_known_classes,
     check_n_features,
     reference_labels,
     resolve_device,
@@ -100,10 +101,7 @@ class KD(BaseDetector):
         self._check_fitted()
         X = check_n_features(single_layer(X, self.layer, "X"), self.n_features_in_, "X")
         y_pred = check_class_labels(y_pred, X.shape[0], "y_pred")
-        unknown = np.setdiff1d(np.unique(y_pred), self.classes_)
-        if unknown.size:
-            raise ValueError(f"y_pred contains classes {unknown.tolist()} without training features "
-                             f"(fitted classes: {self.classes_.tolist()}).")
+        check_known_classes(y_pred, self.classes_, "training features")
         device = resolve_device(self.device)
         h2 = float(self.bandwidth) ** 2
         # sklearn's normalisation: Gaussian kernel (2 pi h^2)^(-D/2), averaged over n_c points
