@@ -38,8 +38,8 @@ class KD(BaseDetector):
     adversarial features land, scikit-learn's tree-based estimate is inexact even with
     ``rtol = atol = 0`` (its node bounds are loose; scikit-learn issues #7492, #27186) and can be off
     by tens of percent in log-density (16-D standard normal training features, queries shifted by 5
-    in every coordinate: -119 from scikit-learn against the exact -178), while ours stays exact. The tree walk would also gain nothing
-    in tens or hundreds of dimensions.
+    in every coordinate: -119 from scikit-learn against the exact -178), while ours stays exact.
+    The tree walk would also gain nothing in tens or hundreds of dimensions.
 
     Parameters
     ----------
