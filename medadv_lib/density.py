@@ -105,6 +105,15 @@ class TorchGaussianMixture(nn.Module):
         changes nothing mathematically but keeps round-off small for features far from 0.
     whitened_means : (K, D)
         ``(mu_k - centre)^T L_k``, precomputed.
+
+    Notes
+    -----
+    Every method of all components forms the (N, K, D) whitened differences directly (one
+    einsum for "full", broadcasting otherwise) rather than expanding ``x'Px - 2x'P mu + mu'P mu``:
+    no cancellation, so distances near a mean and gradients in float32 stay accurate. Callers
+    scoring many rows bound memory by blocks of N (the detectors use 2**22 elements per block).
+    :meth:`whitened_sq_distance` for one chosen component per row needs only (N, D) (plus the
+    gathered (N, D, D) factors for "full").
     """
 
     def __init__(self, means, precisions_cholesky, log_weights, covariance_type: str = "full", *,
@@ -259,11 +268,12 @@ class TorchGaussianMixture(nn.Module):
         if x.device != self.means.device:
             raise ValueError(f"x is on {x.device} but the mixture is on {self.means.device}; "
                              "move one of them (mixture.to(x.device)).")
-        if not x.is_floating_point():
-            x = x.to(self.means.dtype)
+        # computed in the mixture's dtype; the cast is differentiable, so a float32 input to a
+        # float64 mixture still gets its (float32) gradient
+        x = x.to(self.means.dtype)
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or infinite values; the density is undefined there.")
-        return x.to(self.means.dtype)
+        return x
 
     def _whitened(self, x: torch.Tensor, component=None) -> torch.Tensor:
         """``(x - mu_k)^T L_k``: (N, K, D) for every component, (N, D) for one per sample."""
