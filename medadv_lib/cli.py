@@ -131,8 +131,8 @@ def _cmd_weights(args) -> int:
         except (WeightsDownloadError, WeightsChecksumError) as err:
             print(f"medadv: error: {err}", file=sys.stderr)
             return 1
-        print(f"{arch}: {path} (sha256 matches torchvision's published prefix); use it with "
-              f"--set train.weights {path}")
+        print(f"{arch}: {path} (sha256 matches torchvision's published prefix); pass it as "
+              f"build_model(..., weights={str(path)!r}) or as a profile's train.weights")
     return 0
 
 

@@ -80,4 +80,4 @@ def test_cli_download_prints_the_path_to_use(tmp_path, monkeypatch, capsys):
     src, _ = _fake_torchvision_file(tmp_path, arch="resnet18")
     monkeypatch.setattr(W, "torchvision_weights_url", lambda arch, variant=W.DEFAULT_VARIANT: src.as_uri())
     assert cli.main(["weights", "download", "resnet18", "--dir", str(tmp_path / "w"), "--quiet"]) == 0
-    assert f"train.weights {tmp_path / 'w' / src.name}" in capsys.readouterr().out
+    assert f"weights={str(tmp_path / 'w' / src.name)!r}" in capsys.readouterr().out
