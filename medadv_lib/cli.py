@@ -121,6 +121,21 @@ def _cmd_bench(args) -> int:
 
 
 
+def _cmd_weights(args) -> int:
+    from .weights import WeightsChecksumError, WeightsDownloadError, download_torchvision_weights
+
+    for arch in args.archs:
+        try:
+            path = download_torchvision_weights(arch, variant=args.variant, directory=args.dir,
+                                                progress=not args.quiet)
+        except (WeightsDownloadError, WeightsChecksumError) as err:
+            print(f"medadv: error: {err}", file=sys.stderr)
+            return 1
+        print(f"{arch}: {path} (sha256 matches torchvision's published prefix); pass it as "
+              f"build_model(..., weights={str(path)!r}) or as a profile's train.weights")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medadv", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
@@ -166,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=("attacks", "detectors"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(func=_cmd_bench)
+
+    weights = sub.add_parser("weights", help="fetch torchvision ImageNet weights (needs network; verified)")
+    weights_sub = weights.add_subparsers(dest="action", required=True)
+    download = weights_sub.add_parser("download", help="download and hash-check torchvision's ImageNet file(s)")
+    download.add_argument("archs", nargs="+", choices=("resnet18", "resnet50", "vgg16"))
+    download.add_argument("--variant", default="IMAGENET1K_V1", help="torchvision weights enum member")
+    download.add_argument("--dir", default=None, help="target folder (default <cache dir>/weights)")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(func=_cmd_weights)
     return parser
 
 
