@@ -9,7 +9,9 @@ import dataclasses
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .models.zoo import ARCHITECTURES
+#: Names :func:`medadv_lib.models.build_model` accepts. Kept here, not in ``models/``, so that
+#: validating a profile does not import torch (``models/__init__`` does); ``models.zoo`` imports it.
+ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "vgg16", "efficientnet_lite0")
 
 
 class ConfigError(ValueError):

@@ -90,7 +90,7 @@ def feature_gradient_check(model: nn.Module, x: torch.Tensor, target: torch.Tens
 
     ``h`` is the penultimate feature of ``x``; the model runs in eval mode (dropout off).
     """
-    from ..attacks.base import attack_mode
+    from ..models.utils import frozen as attack_mode  # eval mode, frozen weights
 
     with attack_mode(model):
         with torch.no_grad():

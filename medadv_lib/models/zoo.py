@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import ARCHITECTURES  # the names live in the torch-free config
 from .efficientnet import build_efficientnet_lite0
 from .feature_model import FeatureModel
 
-ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "vgg16", "efficientnet_lite0")
 SMALL_INPUT = 64  # below this size a backbone gets the CIFAR-style stem
 
 
