@@ -279,7 +279,8 @@ class Profile:
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} requested but CUDA is not available; use device='cpu'")
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available on this machine; "
+                              "use --device cpu (device='cpu') or auto")
         return self.device
 
 
