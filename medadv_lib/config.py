@@ -360,6 +360,8 @@ def _parse_text(key: str, annotation: str, text: str) -> Any:
             raise ConfigError(f"{key}={raw!r} is not a number (e.g. {key} 0.05)") from None
     if base.startswith("tuple"):
         items = [v.strip() for v in text.strip("()[]").split(",")]
+        if len(items) > 1 and items[-1] == "":
+            items.pop()  # "(8,)" is Python's spelling of a one-item tuple
         if items == [""]:
             items = []
         out = []
