@@ -125,6 +125,9 @@ def dataset_names() -> list[str]:
 def get_info(name: str) -> DatasetInfo:
     """Registry entry for ``name``; an unknown name lists the valid ones."""
     sets = registry()
+    if not isinstance(name, str):
+        raise TypeError(f"a dataset name must be a string, got {name!r} ({type(name).__name__}); "
+                        f"known datasets: {', '.join(sorted(sets))}")
     key = name.lower().strip()
     if key not in sets:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(sets))}")
