@@ -330,3 +330,28 @@ def test_run_chapter_reports_the_failing_cell(book_env, tmp_path):
         book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "nope"},
                          output=tmp_path / "bad.ipynb", progress=False, echo=False)
     assert str(tmp_path / "bad.ipynb") in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Methods page
+# ----------------------------------------------------------------------------------------------
+
+#: Every method of the book has a section on the Methods page under one of these labels.
+METHOD_LABELS = ("fgsm", "bim", "pgd", "mim", "di", "cw-linf", "cw-l2", "hfc", "smia", "protocol", "kd", "bu",
+                 "kdbu", "lid", "maha", "dnn", "svm", "uad", "defences", "gce", "ssat", "risk", "notation",
+                 "fixed-direction")
+
+
+def test_methods_page_labels_every_method_and_is_a_plain_page():
+    page = paths.REPO_ROOT / "book" / "methods.md"
+    assert not book.is_notebook(page), "the Methods page is plain MyST, never executed"
+    text = page.read_text()
+    labels = re.findall(r"^\((methods-[a-z0-9-]+)\)=\s*$", text, re.M)
+    assert len(labels) == len(set(labels)), "duplicate labels"
+    missing = [f"methods-{m}" for m in METHOD_LABELS if f"methods-{m}" not in labels]
+    assert not missing, f"methods.md lacks the label(s) {missing}"
+    for label in labels:  # a label must sit right above a heading, so {ref} gets a title
+        after = text.split(f"({label})=\n", 1)[1].lstrip("\n")
+        assert after.startswith("#"), f"({label})= is not followed by a heading"
+    entries = book.toc_entries()
+    assert entries.index("book/methods") < entries.index("book/reproducibility")
