@@ -1,4 +1,4 @@
-"""Render the book at smoke and open every page in a real headless browser (Debian's Chromium).
+r"""Render the book at smoke and open every page in a real headless browser (Debian's Chromium).
 
 Checks, per page of ``_toc.yml``: the page loads (HTTP 200, no JavaScript error), every image
 has loaded (``naturalWidth > 0``), notebook chapters have at least one figure, no Python
