@@ -158,6 +158,10 @@ def attack_mode(model: nn.Module):
     Freezing parameters (``requires_grad_(False)``) keeps autograd from saving activations that
     only weight gradients need; the previous per-module ``training`` flags and per-parameter
     ``requires_grad`` flags are restored exactly, so mixed modes survive an attack.
+
+    Attacks are always crafted in eval mode (BatchNorm with running statistics, no dropout), also
+    inside a training loop, as FGSM adversarial training and SSAT want; there is no train-mode
+    option, and the attack never updates BatchNorm statistics.
     """
     modes = [(module, module.training) for module in model.modules()]
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -291,6 +295,8 @@ class IterativeAttack:
     default_alpha_fraction: float = 0.2
     #: a number of steps fixed by the method (FGSM: 1); :func:`get_attack` then drops ``steps``
     fixed_steps: int | None = None
+    #: bumped when the algorithm's output changes for the same hyper-parameters; part of :meth:`spec`
+    version: int = 1
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
                  targeted: bool = False, random_start: bool = False, seed: int | None = None,
@@ -566,12 +572,13 @@ class IterativeAttack:
                 "random_start": self.random_start, "seed": self.seed, **self._common_hyperparameters()}
 
     def spec(self) -> dict:
-        """JSON-able description a cache can hash: name, hyper-parameters, penalties.
+        """JSON-able description a cache can hash: name, version, hyper-parameters, penalties.
 
         ``penalties`` lists each penalty's ``spec`` and ``state_key`` (the cache key of fitted state
         it holds, ``None`` when it holds none), so a cache can also chain those keys upstream.
         """
-        spec = {"name": self.name, "class": type(self).__qualname__, "hyperparameters": self.hyperparameters(),
+        spec = {"name": self.name, "class": type(self).__qualname__, "version": self.version,
+                "hyperparameters": self.hyperparameters(),
                 "penalties": [{"spec": p.spec, "state_key": getattr(p, "state_key", None)}
                               for p in self.penalties]}
         json.dumps(spec, sort_keys=True)  # fail here, naming nothing vague, if a subclass broke it

@@ -63,13 +63,15 @@ class DI(MomentumMixin, IterativeAttack):
     """
 
     name = "di"
+    version = 2  # 2: the identity resize is excluded from the draw
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
                  p: float = 0.5, low: float = 0.9, mu: float = 0.0, targeted: bool = False,
                  random_start: bool = False, seed: int | None = None, feature_layers: Iterable[str] | None = None,
                  penalties: Iterable | None = None, fuse_bn: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
-                         random_start=random_start, seed=seed, feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)
+                         random_start=random_start, seed=seed,
+                         feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)
         self.p = _check_unit(p, "p", "the probability of transforming a step's input")
         self.low = _check_unit(low, "low", "the smallest resize factor")
         if self.low == 0:

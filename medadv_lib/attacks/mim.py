@@ -79,7 +79,8 @@ class MIM(MomentumMixin, IterativeAttack):
                  feature_layers: Iterable[str] | None = None,
                  penalties: Iterable | None = None, fuse_bn: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
-                         random_start=random_start, seed=seed, feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)
+                         random_start=random_start, seed=seed,
+                         feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)
         self.mu = _check_mu(mu)
 
     def hyperparameters(self) -> dict:

@@ -34,7 +34,8 @@ def test_feature_loss_sees_requested_taps():
     assert attack.seen == [("block2",)] * 3
     with torch.no_grad():  # final_loss is the same loss, feature term included, at x_adv
         logits, features = MODEL.forward_features(result.x_adv, ["block2"])
-        expected = F.cross_entropy(logits, result.target, reduction="none") + features["block2"].mean((2, 3)).pow(2).mean(1)
+        penalty = features["block2"].mean((2, 3)).pow(2).mean(1)
+        expected = F.cross_entropy(logits, result.target, reduction="none") + penalty
     torch.testing.assert_close(result.final_loss, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -142,7 +142,8 @@ def test_spec_is_json_and_follows_the_penalties():
     texts = [json.dumps(a.spec(), sort_keys=True) for a in (base, one, other, fitted)]
     assert len(set(texts)) == 4
     spec = fitted.spec()
-    assert spec["name"] == "pgd" and spec["penalties"][0]["state_key"] == "gmm-0123abcd"
+    assert spec["name"] == "pgd" and spec["penalties"][0]["state_key"] == "gmm-0123abcd" and spec["version"] == 1
+    assert get_attack("di", MODEL, eps=EPS).spec()["version"] == 2  # the identity resize left the draw
     assert spec["hyperparameters"]["eps"] == EPS and spec["hyperparameters"]["fuse_bn"] is True
     assert json.loads(texts[0]) == base.spec()
     for name in ("fgsm", "bim", "pgd", "mim", "di", "cw"):
