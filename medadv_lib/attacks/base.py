@@ -614,14 +614,14 @@ class IterativeAttack:
 
         with attack_mode(self.model), torch.enable_grad():
             k = self._num_classes(xd)
-            check_labels(yd, xd.shape[0], k)
+            yd = check_labels(yd, xd.shape[0], k)  # a normal copy of labels made under inference_mode
             td = None
             if self.targeted:
                 if target is None:
                     td = self._choose_target(yd, k, generator)
                 else:
                     td = target.detach().to(device=device, dtype=torch.long)
-                    check_labels(td, xd.shape[0], k, name="target")
+                    td = check_labels(td, xd.shape[0], k, name="target")
                     same = int((td == yd).sum())
                     if same:
                         warnings.warn(f"{same} of {len(yd)} targets equal the true label; those images are "
