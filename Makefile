@@ -16,7 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', torchvision.__version__)"
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)
+# MathJax for the book's formulas, from npm (pinned), into a git-ignored folder; medadv_lib.book
+# copies it into every rendered site, so formulas render offline (never a CDN)
+MATHJAX_VERSION := 3.2.2
+MATHJAX := $(VENV)/mathjax/node_modules/mathjax/.installed-$(MATHJAX_VERSION)
+
+$(MATHJAX):
+	@command -v npm >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq npm >/dev/null)
+	rm -rf $(VENV)/mathjax && mkdir -p $(VENV)/mathjax
+	npm install --no-save --no-package-lock --no-audit --no-fund --prefix $(VENV)/mathjax mathjax@$(MATHJAX_VERSION)
+	touch $@
+
+install: $(STAMP) $(MATHJAX)
 
 chromium:  # Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser)
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null)

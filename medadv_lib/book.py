@@ -487,6 +487,65 @@ def stage_sources(profile: str) -> Path:
     return src
 
 
+#: Environment variable naming an installed npm ``mathjax`` package (the folder holding ``es5/``).
+MATHJAX_ENV = "MEDADV_MATHJAX_DIR"
+#: Where ``make install`` puts the npm package ``mathjax`` (pinned there); git ignores ``.venv``.
+MATHJAX_DEFAULT = paths.REPO_ROOT / ".venv" / "mathjax" / "node_modules" / "mathjax"
+#: The site's copy of MathJax: ``_static/<this>/``; ``mathjax_path`` in ``_config.yml`` points into it.
+MATHJAX_SITE_DIR = "mathjax"
+
+
+def mathjax_dir() -> Path:
+    """The installed MathJax distribution (its ``es5`` folder): ``$MEDADV_MATHJAX_DIR``, else ``.venv/mathjax``.
+
+    Raises
+    ------
+    RenderError
+        If MathJax is not installed there (``make install`` installs it from npm).
+    """
+    root = Path(os.environ.get(MATHJAX_ENV) or MATHJAX_DEFAULT).expanduser()
+    es5 = root / "es5" if (root / "es5").is_dir() else root
+    if not (es5 / "startup.js").is_file():
+        raise RenderError(f"MathJax is not installed at {root} (no es5/startup.js), so the book's formulas would "
+                          "show as raw TeX; run `make install` (it installs the npm package `mathjax` into "
+                          f".venv/mathjax), or set {MATHJAX_ENV} to the folder of an installed npm `mathjax` package")
+    return es5
+
+
+def _mathjax_path(config_file: Path) -> str:
+    """``sphinx.config.mathjax_path`` of a staged ``_config.yml``, checked to be a local file under
+    ``_static/mathjax/`` (Sphinx resolves a relative ``mathjax_path`` against ``_static``)."""
+    import yaml
+
+    config = yaml.safe_load(config_file.read_text()) or {}
+    value = str(((config.get("sphinx") or {}).get("config") or {}).get("mathjax_path") or "")
+    if not value or "://" in value or value.startswith("//") or not value.startswith(f"{MATHJAX_SITE_DIR}/"):
+        raise RenderError(f"{config_file}: sphinx.config.mathjax_path is {value!r}; it must be a local file under "
+                          f"_static/{MATHJAX_SITE_DIR}/ (e.g. {MATHJAX_SITE_DIR}/tex-mml-chtml.js): the book renders "
+                          "its formulas offline, never from a CDN")
+    return value
+
+
+def copy_mathjax(html: str | os.PathLike, config_file: str | os.PathLike) -> Path:
+    """Copy the installed MathJax into the rendered site's ``_static/mathjax`` (replacing an old copy).
+
+    It is copied into the built site rather than staged in ``_static/`` because jupyter-book links
+    every ``.js`` file found under ``_static`` of the source into every page. MathJax finds its
+    extensions and fonts relative to its own script, so the site needs no network.
+
+    Returns the copied script that ``mathjax_path`` names.
+    """
+    rel = _mathjax_path(Path(config_file))
+    target = Path(html) / "_static" / MATHJAX_SITE_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(mathjax_dir(), target)
+    script = target.parent / rel
+    if not script.is_file():
+        raise RenderError(f"mathjax_path {rel!r} names no file of the installed MathJax ({mathjax_dir()}); "
+                          f"its components are: {', '.join(sorted(p.name for p in target.glob('*.js')))}")
+    return script
+
+
 class _Tee(io.TextIOBase):
     """A stream that writes through to ``target`` and keeps a copy."""
 
@@ -505,12 +564,15 @@ def render(profile: str, *, quiet: bool = True) -> Path:
     """Render the staged sources of ``profile`` to ``_build/<profile>/html`` (warnings are errors).
 
     A fresh build every time (the html and doctree folders are removed first), so every warning is
-    reported on every build. Returns the site's ``index.html``.
+    reported on every build. MathJax is copied into the site (:func:`copy_mathjax`), so formulas
+    render from disk with no network. Returns the site's ``index.html``.
     """
     from jupyter_book.sphinx import build_sphinx
 
     src, out = source_dir(profile), html_dir(profile)
     doctrees = stage_dir(profile) / "doctrees"
+    _mathjax_path(src / "_config.yml")  # fail before the Sphinx run on a CDN or missing mathjax_path
+    mathjax_dir()
     for folder in (out, doctrees):
         shutil.rmtree(folder, ignore_errors=True)
     tee = _Tee(sys.stderr)
@@ -529,6 +591,7 @@ def render(profile: str, *, quiet: bool = True) -> Path:
     index = site_index(profile)
     if not index.is_file():
         raise RenderError(f"Sphinx finished but {index} does not exist")
+    copy_mathjax(out, src / "_config.yml")
     return index
 
 

@@ -6,14 +6,32 @@ into library calls; library classes never read it, so the library stays usable w
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
-from .models.zoo import ARCHITECTURES
+#: Names :func:`medadv_lib.models.build_model` accepts. Kept here, not in ``models/``, so that
+#: validating a profile does not import torch (``models/__init__`` does); ``models.zoo`` imports it.
+ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "vgg16", "efficientnet_lite0")
 
 
 class ConfigError(ValueError):
     """An unknown profile, an unknown key or an invalid value."""
+
+
+# Names of medadv_lib.attacks.ATTACKS, kept here so that validating a profile never imports torch
+# (tests/test_config.py checks that the two agree).
+KNOWN_ATTACKS: tuple[str, ...] = ("bim", "cw", "di", "fgsm", "mim", "pgd")
+
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+_WHAT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+         "tuple": "comma-separated integers such as 1,2,4"}
 
 
 def _check(condition: bool, message: str) -> None:
@@ -21,8 +39,73 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _kind(annotation: str) -> tuple[str, bool]:
+    """(base type name, accepts None) of a field annotation such as ``"int | None"``."""
+    parts = [p.strip() for p in annotation.split("|")]
+    optional = "None" in parts
+    base = [p for p in parts if p != "None"]
+    return (base[0] if base else "None"), optional
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _normalise(key: str, annotation: str, value: Any) -> Any:
+    """``value`` as the exact type the field declares, or ConfigError naming ``key``.
+
+    Strict on purpose: a bool is not an int, 2.5 is not an int, ``inf``/``nan`` are not usable
+    floats, and a budget tuple must be non-empty with integer items. Silently rounding or
+    truncating any of these would run a different experiment than the one asked for.
+    """
+    base, optional = _kind(annotation)
+    if value is None:
+        _check(optional, f"{key} cannot be None (only optional keys such as data.train_size accept none); "
+                         f"give {_WHAT.get(base[:5], base)}")
+        return None
+    if base == "bool":
+        _check(isinstance(value, bool), f"{key} must be true or false, got {_describe(value)}")
+        return bool(value)
+    if base == "int":
+        _check(isinstance(value, numbers.Integral) and not isinstance(value, bool),
+               f"{key} must be an integer, got {_describe(value)}")
+        return int(value)
+    if base == "float":
+        _check(isinstance(value, numbers.Real) and not isinstance(value, bool),
+               f"{key} must be a number, got {_describe(value)}")
+        _check(math.isfinite(float(value)), f"{key} must be a finite number, got {value!r}")
+        return float(value)
+    if base == "str":
+        _check(isinstance(value, str), f"{key} must be a string, got {_describe(value)}")
+        return value
+    if base.startswith("tuple"):
+        _check(isinstance(value, (tuple, list)), f"{key} must be a non-empty tuple of integers such as (1, 4), "
+                                                 f"got {_describe(value)}")
+        _check(len(value) > 0, f"{key} must hold at least one budget (k for k/256), got an empty {type(value).__name__}")
+        for item in value:
+            _check(isinstance(item, numbers.Integral) and not isinstance(item, bool),
+                   f"{key} items must be integers (k for k/256), got {_describe(item)} in {value!r}")
+        return tuple(int(item) for item in value)
+    raise TypeError(f"config field {key} has an unsupported annotation {annotation!r}")  # a bug in this module
+
+
+class _Section:
+    """Mixin: check and normalise every field against its annotation, then the section's own rules."""
+
+    _section: ClassVar[str] = ""
+
+    def __post_init__(self):
+        prefix = f"{self._section}." if self._section else ""
+        for f in fields(self):
+            object.__setattr__(self, f.name, _normalise(prefix + f.name, f.type, getattr(self, f.name)))
+        self._validate()
+
+    def _validate(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
     """Which images the models see.
 
     image_size : square side in pixels for every dataset.
@@ -35,7 +118,9 @@ class DataConfig:
     test_size: int | None = None
     val_fraction: float = 0.1
 
-    def __post_init__(self):
+    _section: ClassVar[str] = "data"
+
+    def _validate(self) -> None:
         _check(self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
         for name in ("train_size", "test_size"):
             value = getattr(self, name)
@@ -44,7 +129,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
     """How models are trained (SGD with momentum, cosine learning-rate decay)."""
 
     arch: str = "resnet18"
@@ -56,7 +141,9 @@ class TrainConfig:
     augment: bool = True
     weights: str | None = None
 
-    def __post_init__(self):
+    _section: ClassVar[str] = "train"
+
+    def _validate(self) -> None:
         _check(self.arch in ARCHITECTURES, f"train.arch must be one of {list(ARCHITECTURES)}, got {self.arch!r}")
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 2, f"train.batch_size must be >= 2, got {self.batch_size}")
@@ -66,7 +153,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class AttackConfig:
+class AttackConfig(_Section):
     """Budgets (as k for k/256), steps and how many test images are attacked."""
 
     eps_k: tuple[int, ...] = (1, 2, 4, 8)
@@ -81,12 +168,16 @@ class AttackConfig:
     stats_images: int = 1000  # clean training images for channel statistics and class Gaussians
     direction_images: int = 32  # correctly classified test images in the fixed-direction chapter
 
-    def __post_init__(self):
-        _check(all(0 <= k <= 256 for k in self.eps_k), f"attack.eps_k must be in [0, 256], got {self.eps_k}")
+    _section: ClassVar[str] = "attack"
+
+    def _validate(self) -> None:
+        # emptiness and integer items are checked per field by _normalise; here only the range
+        _check(all(0 <= k <= 256 for k in self.eps_k), f"attack.eps_k items must be in [0, 256], got {self.eps_k}")
         _check(self.steps >= 1, f"attack.steps must be >= 1, got {self.steps}")
         _check(self.n_images >= 2, f"attack.n_images must be >= 2, got {self.n_images}")
-        _check(len(self.stress_eps_k) >= 1 and all(0 < k <= 256 for k in self.stress_eps_k),
-               f"attack.stress_eps_k must be non-empty and in (0, 256], got {self.stress_eps_k}")
+        _check(self.batch_size >= 1, f"attack.batch_size must be >= 1, got {self.batch_size}")
+        _check(all(0 < k <= 256 for k in self.stress_eps_k),
+               f"attack.stress_eps_k items must be in (0, 256], got {self.stress_eps_k}")
         for name in ("curve_images", "stress_images", "stress_channels", "stats_images", "direction_images"):
             _check(getattr(self, name) >= 2, f"attack.{name} must be >= 2, got {getattr(self, name)}")
 
@@ -96,7 +187,7 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
-class DetectConfig:
+class DetectConfig(_Section):
     """Detection protocol settings (METHODS.md section 4).
 
     n_images : correctly classified test images attacked and split 70/30 by the protocol.
@@ -122,15 +213,22 @@ class DetectConfig:
     dnn_stages: int = 2
     maha_noise: float = 0.0
 
-    def __post_init__(self):
+    _section: ClassVar[str] = "detect"
+
+    def _validate(self) -> None:
         _check(self.n_images >= 10, f"detect.n_images must be >= 10, got {self.n_images}")
         _check(self.bu_passes >= 2, f"detect.bu_passes must be >= 2, got {self.bu_passes}")
+        _check(self.dnn_iterations >= 1, f"detect.dnn_iterations must be >= 1, got {self.dnn_iterations}")
+        _check(self.n_boot >= 1, f"detect.n_boot must be >= 1, got {self.n_boot}")
         attacks, sweep = self.attack_list, self.sweep_attack_list
         _check(len(attacks) > 0, f"detect.attacks must name at least one attack, got {self.attacks!r}")
+        for key, names in (("detect.attacks", attacks), ("detect.sweep_attacks", sweep)):
+            unknown = [a for a in names if a not in KNOWN_ATTACKS]
+            _check(not unknown, f"{key} names unknown attack(s) {unknown}; known attacks: {', '.join(KNOWN_ATTACKS)} "
+                                "(comma-separated, e.g. bim,pgd)")
         _check(set(sweep) <= set(attacks),
                f"detect.sweep_attacks {self.sweep_attacks!r} must be a subset of detect.attacks {self.attacks!r}")
-        _check(len(self.eps_k) > 0 and all(0 < k <= 256 for k in self.eps_k),
-               f"detect.eps_k must hold budgets in (0, 256], got {self.eps_k}")
+        _check(all(0 < k <= 256 for k in self.eps_k), f"detect.eps_k items must be in (0, 256], got {self.eps_k}")
         _check(self.n_reference is None or self.n_reference >= 100,
                f"detect.n_reference must be None or >= 100 (LID draws minibatches of 100), got {self.n_reference}")
         _check(self.dnn_stages >= 1, f"detect.dnn_stages must be >= 1, got {self.dnn_stages}")
@@ -149,6 +247,9 @@ class DetectConfig:
         return tuple(k / 256 for k in self.eps_k)
 
 
+_SECTIONS = {"data": DataConfig, "train": TrainConfig, "attack": AttackConfig, "detect": DetectConfig}
+
+
 @dataclass(frozen=True)
 class Profile:
     """A complete, validated configuration."""
@@ -161,8 +262,15 @@ class Profile:
     detect: DetectConfig = field(default_factory=DetectConfig)
 
     def __post_init__(self):
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-               f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check(isinstance(self.name, str), f"profile name must be a string, got {_describe(self.name)}")
+        object.__setattr__(self, "device", _normalise("device", "str", self.device))
+        for f in fields(self):
+            if f.name not in ("name", "device"):
+                cls = _SECTIONS[f.name]
+                _check(isinstance(getattr(self, f.name), cls),
+                       f"profile section {f.name!r} must be a {cls.__name__}, got {_describe(getattr(self, f.name))}")
+        _check(_DEVICE.fullmatch(self.device) is not None,
+               f"device must be auto, cpu, cuda or cuda:N with N a GPU index (e.g. cuda:0), got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,7 +281,8 @@ class Profile:
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {self.device!r} requested but CUDA is not available; use device='cpu'")
+            raise ConfigError(f"device {self.device!r} requested but CUDA is not available on this machine; "
+                              "use --device cpu (device='cpu') or auto")
         return self.device
 
 
@@ -211,54 +320,115 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def _valid_keys(profile: Profile) -> list[str]:
-    keys = []
+def _annotations(profile: Profile) -> dict[str, str]:
+    """{dotted key: field annotation} of every key that can be overridden."""
+    keys = {}
     for f in fields(profile):
         value = getattr(profile, f.name)
         if dataclasses.is_dataclass(value):
-            keys += [f"{f.name}.{g.name}" for g in fields(value)]
+            keys.update({f"{f.name}.{g.name}": g.type for g in fields(value)})
         elif f.name != "name":
-            keys.append(f.name)
+            keys[f.name] = f.type
     return keys
 
 
-def _coerce(current: Any, value: Any, key: str) -> Any:
-    if isinstance(value, str) and not isinstance(current, str):
-        text = value.strip()
-        if text.lower() in ("none", "null"):
-            return None
-        if isinstance(current, bool):
-            return text.lower() in ("1", "true", "yes", "on")
-        if isinstance(current, tuple):
-            return tuple(int(v) for v in text.strip("()[]").split(",") if v.strip())
+def _valid_keys(profile: Profile) -> list[str]:
+    return list(_annotations(profile))
+
+
+def _parse_text(key: str, annotation: str, text: str) -> Any:
+    """Parse a command-line string for a field; the result is then checked by :func:`_normalise`."""
+    base, optional = _kind(annotation)
+    raw, text = text, text.strip()
+    if text.lower() in ("none", "null") and (optional or base != "str"):
+        return None  # a non-optional key then fails in _normalise with "cannot be None"
+    if base == "str":
+        return raw
+    if base == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{key}={raw!r} is not a boolean; use one of {', '.join(_TRUE + _FALSE)}")
+    if base == "int":
         try:
-            return type(current)(text) if current is not None else int(text)
+            return int(text)
         except ValueError:
-            raise ConfigError(f"{key}={value!r} is not a valid {type(current).__name__}") from None
-    if isinstance(current, tuple) and isinstance(value, list):
-        return tuple(value)
-    return value
+            raise ConfigError(f"{key}={raw!r} is not an integer (e.g. {key} 10)") from None
+    if base == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not a number (e.g. {key} 0.05)") from None
+    if base.startswith("tuple"):
+        items = [v.strip() for v in text.strip("()[]").split(",")]
+        if len(items) > 1 and items[-1] == "":
+            items.pop()  # "(8,)" is Python's spelling of a one-item tuple
+        if items == [""]:
+            items = []
+        out = []
+        for item in items:
+            try:
+                out.append(int(item))
+            except ValueError:
+                raise ConfigError(f"{key}={raw!r}: item {item!r} is not an integer; give comma-separated "
+                                  f"integers k (for k/256), e.g. {key} 1,2,4") from None
+        return tuple(out)
+    return raw
 
 
-def get_profile(name: str = "smoke", overrides: dict[str, Any] | None = None) -> Profile:
+def _pairs(overrides: Any) -> list[tuple[str, Any]]:
+    """Overrides as (key, value) pairs: a mapping, or a list/tuple of 2-item pairs (as argparse gives)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        pairs = list(overrides.items())
+    elif isinstance(overrides, (list, tuple)):
+        pairs = []
+        for item in overrides:
+            _check(isinstance(item, (list, tuple)) and len(item) == 2,
+                   f"overrides must be a mapping or a list of (key, value) pairs, got the item {item!r}; "
+                   "e.g. {'train.epochs': 2} or [('train.epochs', 2)]")
+            pairs.append((item[0], item[1]))
+    else:
+        raise ConfigError(f"overrides must be a mapping or a list of (key, value) pairs, got {_describe(overrides)}; "
+                          "e.g. {'train.epochs': 2}")
+    for key, _ in pairs:
+        _check(isinstance(key, str), f"configuration keys must be dotted strings such as 'train.epochs', got {key!r}")
+    return pairs
+
+
+def get_profile(name: str = "smoke", overrides: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None) -> Profile:
     """A profile by name with optional dotted-key overrides, e.g. ``{"train.epochs": 2}``.
+
+    Strings (as from ``--set KEY VALUE``) are parsed by the key's type; other values must already
+    have it (an int key takes an int, not 2.5 nor True). The whole profile is validated once,
+    after every override is applied, so the result never depends on the order of the overrides.
 
     Raises
     ------
     ConfigError
-        For an unknown profile or key (the message lists the valid ones) or an invalid value.
+        For an unknown profile or key (the message lists the valid ones) or an invalid value
+        (the message names the key).
     """
-    if name not in PROFILES:
+    if not isinstance(name, str) or name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
     profile = PROFILES[name]
-    valid = _valid_keys(profile)
-    for key, value in (overrides or {}).items():
-        if key not in valid:
-            raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(valid)}")
+    annotations = _annotations(profile)
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in _pairs(overrides):
+        if key not in annotations:
+            raise ConfigError(f"unknown configuration key {key!r}; valid keys: {', '.join(annotations)}")
+        if isinstance(value, str):
+            value = _parse_text(key, annotations[key], value)
+        value = _normalise(key, annotations[key], value)  # names the key before cross-field checks run
         if "." in key:
             section, attr = key.split(".", 1)
-            sub = getattr(profile, section)
-            profile = replace(profile, **{section: replace(sub, **{attr: _coerce(getattr(sub, attr), value, key)})})
+            sections.setdefault(section, {})[attr] = value
         else:
-            profile = replace(profile, **{key: _coerce(getattr(profile, key), value, key)})
-    return profile
+            top[key] = value
+    # one replace per section, then one for the profile: every check sees every override at once
+    for section, changes in sections.items():
+        top[section] = replace(getattr(profile, section), **changes)
+    return replace(profile, **top) if top else profile

@@ -46,7 +46,15 @@ def check_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
 
 
 def check_labels(y: torch.Tensor, n: int, num_classes: int | None = None, name: str = "y") -> torch.Tensor:
-    """Validate integer class labels of length ``n`` (and range when ``num_classes`` is known)."""
+    """Validate integer class labels of length ``n`` (and range when ``num_classes`` is known).
+
+    Returns
+    -------
+    torch.Tensor
+        ``y`` itself, or, when ``y`` was made under ``torch.inference_mode()`` and is now used
+        outside it, a normal copy: autograd refuses to save inference tensors for backward
+        (``cross_entropy`` saves its target), so callers that differentiate must use the return value.
+    """
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}.")
     if y.is_floating_point() or y.dtype == torch.bool:
@@ -60,6 +68,8 @@ def check_labels(y: torch.Tensor, n: int, num_classes: int | None = None, name: 
             f"{name} has labels in [{int(y.min())}, {int(y.max())}] but the model has {num_classes} classes "
             f"(valid: 0..{num_classes - 1})."
         )
+    if y.is_inference() and not torch.is_inference_mode_enabled():
+        y = y.clone()  # outside inference mode the clone is a normal tensor autograd can save
     return y
 
 

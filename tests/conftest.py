@@ -1,5 +1,6 @@
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -33,3 +34,29 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class _ToyDataset(SimpleNamespace):
+    """The parts of medadv_lib.data.Dataset that the tables and figures read."""
+
+    def __getitem__(self, split):
+        return self.splits[split]
+
+
+@pytest.fixture
+def toy_dataset():
+    """A factory of tiny seeded uint8 datasets with train/val/test splits (classes cycle 0, 1, ...)."""
+    from medadv_lib.data import ImageSplit
+
+    def make(n=40, classes=("a", "b", "c"), channels=1, size=8, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+
+        def split(m):
+            images = torch.randint(0, 256, (m, channels, size, size), generator=gen, dtype=torch.uint8)
+            return ImageSplit(images, torch.arange(m) % len(classes))
+
+        splits = {"train": split(n), "val": split(n // 4), "test": split(n // 2)}
+        return _ToyDataset(name="toy", classes=classes, num_classes=len(classes), channels=channels, size=size,
+                           info=SimpleNamespace(native_size=size), splits=splits, **splits)
+
+    return make

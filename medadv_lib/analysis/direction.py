@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..attacks import AttackResult, format_budget, get_attack
+from ..models.utils import PENULTIMATE, as_float_images
 from ..validation import check_eps, check_images, check_labels, check_positive_int
 from .feature_stress import channel_activations
 from .fixed_direction import ClassGaussian, fixed_direction_frame
@@ -27,8 +28,7 @@ _RESULT_BATCH_FIELDS = ("x_adv", "y", "target", "success", "logits", "final_loss
 
 def penultimate_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
     """Penultimate feature vectors of images ``x`` (uint8 or [0, 1]), shape (N, D), on the CPU."""
-    x = x.float().div(255) if x.dtype == torch.uint8 else x
-    return channel_activations(model, x, "penultimate", batch_size=batch_size)
+    return channel_activations(model, as_float_images(x), PENULTIMATE, batch_size=batch_size)
 
 
 def concat_results(parts: Sequence[AttackResult]) -> AttackResult:
@@ -101,7 +101,7 @@ def fixed_direction_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         eps -> the joined :class:`~medadv_lib.attacks.AttackResult` (features recorded).
     """
     check_positive_int(batch_size, "batch_size")
-    x = x.float().div(255) if x.dtype == torch.uint8 else x
+    x = as_float_images(x)
     check_images(x)
     check_labels(y, x.shape[0])
     frames, results = [], {}

@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..attacks.base import IterativeAttack, attack_mode
+from ..attacks.base import IterativeAttack
+from ..models.utils import frozen, model_device, spatial_mean
 from ..validation import check_eps, check_images, check_positive_int
 
 __all__ = [
@@ -36,11 +37,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _spatial_mean(feature: torch.Tensor) -> torch.Tensor:
-    """(N, C, ...) feature map -> (N, C); an (N, D) vector is returned unchanged."""
-    return feature.flatten(2).mean(2) if feature.dim() > 2 else feature
-
-
 def channel_activations(model: nn.Module, x: torch.Tensor, layer: str, *, batch_size: int = 256) -> torch.Tensor:
     """Spatial-mean activation of every channel of ``layer``, shape (N, C), on the CPU.
 
@@ -49,12 +45,12 @@ def channel_activations(model: nn.Module, x: torch.Tensor, layer: str, *, batch_
     _require_features(model)
     check_images(x)
     check_positive_int(batch_size, "batch_size")
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = model_device(model)
     out = []
-    with attack_mode(model), torch.no_grad():
+    with frozen(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start:start + batch_size].to(device)
-            out.append(_spatial_mean(model.forward_features(chunk, [layer])[1][layer]).float().cpu())
+            out.append(spatial_mean(model.forward_features(chunk, [layer])[1][layer]).float().cpu())
     return torch.cat(out)
 
 
@@ -162,7 +158,7 @@ class ChannelActivationBIM(IterativeAttack):
         return self._maximize
 
     def loss(self, logits, features: Mapping[str, torch.Tensor], y, target):
-        return _spatial_mean(features[self.layer]).gather(1, y[:, None]).squeeze(1)
+        return spatial_mean(features[self.layer]).gather(1, y[:, None]).squeeze(1)
 
     def _num_classes(self, x: torch.Tensor) -> int:
         # labels are channel indices here, so their valid range is the layer's channel count

@@ -25,6 +25,8 @@ from sklearn.covariance import EmpiricalCovariance
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from ..density import TorchGaussianMixture
+
 __all__ = [
     "ClassGaussian",
     "classifier_weights",
@@ -88,7 +90,7 @@ def feature_gradient_check(model: nn.Module, x: torch.Tensor, target: torch.Tens
 
     ``h`` is the penultimate feature of ``x``; the model runs in eval mode (dropout off).
     """
-    from ..attacks.base import attack_mode
+    from ..models.utils import frozen as attack_mode  # eval mode, frozen weights
 
     with attack_mode(model):
         with torch.no_grad():
@@ -115,11 +117,25 @@ class ClassGaussian:
     Means per class and a shared covariance (scikit-learn ``EmpiricalCovariance`` on the
     class-centred features, Lee et al. 2018), inverted with ``pinvh`` after adding
     ``ridge * mean(diag)`` to the diagonal so that rank-deficient covariances (D > N) stay usable.
+    Distances are computed by the shared torch density
+    (:meth:`medadv_lib.density.TorchGaussianMixture.tied`), the module the Mahalanobis detector
+    and the HFC constraint use.
 
     Parameters
     ----------
     ridge : float, default 1e-6
         Relative diagonal loading.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Classes present in the fitted labels.
+    means_ : ndarray (K, D)
+        Class means; rows of absent classes are NaN.
+    covariance_, precision_ : ndarray (D, D)
+    density_ : TorchGaussianMixture
+        Tied Gaussians of the present classes (component ``i`` is class ``classes_[i]``), float64
+        on the CPU; differentiable, for callers that need gradients or another device.
     """
 
     def __init__(self, ridge: float = 1e-6):
@@ -143,6 +159,7 @@ class ClassGaussian:
         self.covariance_ = EmpiricalCovariance(assume_centered=True, store_precision=False).fit(centred).covariance_
         load = self.ridge * max(float(np.mean(np.diag(self.covariance_))), np.finfo(float).tiny)
         self.precision_ = pinvh(self.covariance_ + load * np.eye(h.shape[1]))
+        self.density_ = TorchGaussianMixture.tied(self.means_[self.classes_], precision=self.precision_)
         return self
 
     def distance(self, h) -> np.ndarray:
@@ -153,9 +170,13 @@ class ClassGaussian:
         if not hasattr(self, "precision_"):
             raise NotFittedError("ClassGaussian is not fitted; call fit(h_train, y_train) first.")
         h = _np(h)
-        diff = h[:, None, :] - self.means_[None]
-        d2 = np.einsum("nkd,de,nke->nk", diff, self.precision_, diff)
-        return np.sqrt(np.clip(d2, 0, None))
+        if h.ndim != 2 or h.shape[1] != self.means_.shape[1]:
+            raise ValueError(f"h must be (N, {self.means_.shape[1]}) features, got shape {h.shape}.")
+        out = np.full((h.shape[0], self.means_.shape[0]), np.nan)
+        with torch.no_grad():
+            d2 = self.density_.mahalanobis(torch.as_tensor(h, device=self.density_.means.device))
+        out[:, self.classes_] = d2.sqrt().cpu().numpy()
+        return out
 
 
 def _resolve_target(result, weight, bias, target):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..attacks import format_budget, get_attack
-from ..attacks.base import attack_mode
+from ..models.utils import as_float_images, frozen, model_device
 from ..validation import check_eps, check_images, check_labels, check_positive_int
 
 __all__ = ["accuracy", "curve_from_examples", "predictions", "robustness_curve", "robustness_table"]
@@ -23,22 +23,14 @@ __all__ = ["accuracy", "curve_from_examples", "predictions", "robustness_curve",
 CURVE_COLUMNS = ["eps", "eps_k", "budget", "accuracy", "n_correct", "n"]
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(model.parameters()), torch.empty(0)).device
-
-
-def _as_float_images(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div(255) if x.dtype == torch.uint8 else x
-
-
 def predictions(model: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
     """Predicted classes for images ``x`` (uint8 or [0, 1] floats), in eval mode, on the CPU."""
     check_positive_int(batch_size, "batch_size")
-    x = _as_float_images(x)
+    x = as_float_images(x)
     check_images(x)
-    device = _device(model)
+    device = model_device(model)
     out = []
-    with attack_mode(model), torch.no_grad():
+    with frozen(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             out.append(model(x[start:start + batch_size].to(device)).argmax(1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
@@ -126,7 +118,7 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Se
     if "targeted" in attack_kwargs:
         raise TypeError("robustness_curve is the untargeted curve; do not pass `targeted`.")
     check_positive_int(batch_size, "batch_size")
-    x = _as_float_images(x)
+    x = as_float_images(x)
     check_images(x)
     check_labels(y, x.shape[0])
     rows = []

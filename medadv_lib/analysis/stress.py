@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from ..attacks import format_budget
-from ..attacks.base import attack_mode
+from ..models.utils import PENULTIMATE, as_float_images, frozen, model_device, spatial_mean
 from ..validation import check_images, check_positive_int
-from .feature_stress import ChannelStats, _require_features, _spatial_mean, feature_stress
+from .feature_stress import ChannelStats, _require_features, feature_stress
 
 __all__ = [
     "clean_layer_stats",
@@ -32,7 +32,6 @@ __all__ = [
     "stress_verdict",
 ]
 
-PENULTIMATE = "penultimate"
 
 
 def deep_intermediate_layer(model: nn.Module) -> str:
@@ -75,15 +74,15 @@ def clean_layer_stats(model: nn.Module, x_train: torch.Tensor, layers: Sequence[
     if not layers:
         raise ValueError("layers is empty; pass tap names such as ['layer4.0', 'penultimate'].")
     check_positive_int(batch_size, "batch_size")
-    x = x_train.float().div(255) if x_train.dtype == torch.uint8 else x_train
+    x = as_float_images(x_train)
     check_images(x)
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = model_device(model)
     parts: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
-    with attack_mode(model), torch.no_grad():
+    with frozen(model), torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             _, feats = model.forward_features(x[start:start + batch_size].to(device), layers)
             for layer in layers:
-                parts[layer].append(_spatial_mean(feats[layer]).double().cpu())
+                parts[layer].append(spatial_mean(feats[layer]).double().cpu())
     out = {}
     for layer in layers:
         values = torch.cat(parts[layer]).numpy()

@@ -1,10 +1,12 @@
 """L-infinity adversarial attacks sharing one iterative loop.
 
 ``attack = PGD(model, eps=budget(2), seed=0); x_adv = attack(x, y)`` or
-``result = attack.run(x, y, record=True)`` for an :class:`AttackResult`. Every attack sets eval
-mode and restores it, never mutates its input, and projects onto the eps-ball and [0, 1] after
-every step. New attacks (HFC, SMIA) subclass :class:`IterativeAttack` and register themselves with
-:func:`register_attack` so :func:`get_attack` finds them.
+``result = attack.run(x, y, record=("loss", "linf"))`` for an :class:`AttackResult`. Every attack
+sets eval mode and restores it, never mutates its input, and projects onto the eps-ball and [0, 1]
+after every step. Loss terms that must work on any attack (HFC's constraint, adaptive attacks) are
+penalties, ``PGD(model, eps=e, penalties=[p])`` (:mod:`medadv_lib.attacks.penalty`); new attacks
+(SMIA) subclass :class:`IterativeAttack` and register themselves with :func:`register_attack` so
+:func:`get_attack` finds them.
 """
 from .base import ATTACKS, AttackResult, IterativeAttack, attack_mode, get_attack, register_attack
 from .bim import BIM
@@ -13,6 +15,7 @@ from .cw import CW, margin_loss
 from .di import DI
 from .fgsm import FGSM
 from .mim import MIM
+from .penalty import FeatureTargetPenalty, Penalty
 from .pgd import PGD
 
 __all__ = [
@@ -22,9 +25,11 @@ __all__ = [
     "CW",
     "DI",
     "FGSM",
+    "FeatureTargetPenalty",
     "IterativeAttack",
     "MIM",
     "PGD",
+    "Penalty",
     "attack_mode",
     "budget",
     "format_budget",

@@ -33,6 +33,14 @@ model's modules, hooks, parameters or buffers change: identities, storage pointe
 version counters catch re-assignment, ``.to()`` and in-place updates (optimiser steps,
 ``load_state_dict``, BatchNorm running statistics); a per-tensor sum additionally catches writes
 through ``.data`` that bypass the version counters.
+
+A model that changes between *every* pair of calls (a training loop that attacks each mini-batch:
+every optimiser step bumps the version counters) would make the cache rebuild a deep copy, a
+``torch.fx`` trace and the fold on every call, costing more than folding saves. The cache therefore
+counts copies that were replaced before any reuse; after :attr:`EvalCopyCache.max_wasted_builds`
+such copies in a row it stops building for that model (the attack runs unfused; one ``logger.info``
+line says so) until the model is seen unchanged on :attr:`EvalCopyCache.stable_calls` consecutive
+calls (training has stopped), when a copy is built again.
 """
 from __future__ import annotations
 
@@ -300,12 +308,39 @@ def _fingerprint(model: nn.Module) -> torch.Tensor | None:
     return torch.cat(sums).cpu() if sums else None
 
 
+@dataclass
+class _Entry:
+    key: tuple
+    fingerprint: torch.Tensor | None
+    built: EvalCopy | None
+    reused: bool = False  # has the current copy served a second call?
+    wasted: int = 0  # copies in a row replaced before any reuse
+    volatile: bool = False  # changes every call: build nothing until it is stable again
+    unchanged: int = 0  # consecutive unchanged calls while volatile
+    logged: bool = False
+
+
 class EvalCopyCache:
-    """One :class:`EvalCopy` per model, rebuilt when the model changes (see the module docstring)."""
+    """One :class:`EvalCopy` per model, rebuilt when the model changes (see the module docstring).
+
+    Attributes
+    ----------
+    max_wasted_builds : int, default 2
+        Copies in a row that are replaced before a second use after which the model counts as
+        changing between calls and runs unfused.
+    stable_calls : int, default 2
+        Consecutive calls that see such a model unchanged before a copy is built again.
+    builds : int
+        Number of copies built so far (for tests and the benchmark).
+    """
+
+    max_wasted_builds: int = 2
+    stable_calls: int = 2
 
     def __init__(self):
-        self._entries: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
+        self._entries: weakref.WeakKeyDictionary[nn.Module, _Entry] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self.builds = 0
 
     def get(self, model: nn.Module, *, channels_last: bool | None = None) -> EvalCopy | None:
         try:
@@ -315,15 +350,41 @@ class EvalCopyCache:
             return None
         with self._lock:
             entry = self._entries.get(model)
-        if entry is not None and entry[0] == key and _same(entry[1], fingerprint):
-            return entry[2]
+        unchanged = entry is not None and entry.key == key and _same(entry.fingerprint, fingerprint)
+        if unchanged and not entry.volatile:
+            entry.reused = True
+            entry.wasted = 0
+            return entry.built
+        if entry is not None and not entry.volatile:
+            entry.wasted = entry.wasted + 1 if (entry.built is not None and not entry.reused) else 0
+            if entry.wasted >= self.max_wasted_builds:
+                entry.volatile = True
+                if not entry.logged:
+                    logger.info("BN folding off for %s: it changed between each of the last %d calls (a training "
+                                "loop?); attacks on it run unfused until it stops changing.",
+                                type(model).__name__, entry.wasted + 1)
+                    entry.logged = True
+        if entry is not None and entry.volatile:
+            entry.unchanged = entry.unchanged + 1 if unchanged else 0
+            entry.key, entry.fingerprint, entry.built = key, fingerprint, None
+            if entry.unchanged < self.stable_calls:
+                return None
+            entry.volatile, entry.unchanged, entry.wasted = False, 0, 0  # stable again: fold
+        built = self._build(model, channels_last)
+        with self._lock:
+            if entry is None:
+                self._entries[model] = _Entry(key, fingerprint, built)
+            else:
+                entry.key, entry.fingerprint, entry.built, entry.reused = key, fingerprint, built, False
+        return built
+
+    def _build(self, model, channels_last):
         try:
             built = build_eval_copy(model, channels_last=channels_last)
         except Exception as err:  # noqa: BLE001 - e.g. a model deepcopy cannot handle: run unoptimised
             logger.debug("BN folding skipped for %s: %s", type(model).__name__, err)
             built = None
-        with self._lock:
-            self._entries[model] = (key, fingerprint, built)
+        self.builds += 1
         return built
 
     def clear(self) -> None:

@@ -1,6 +1,8 @@
 """BIM / I-FGSM: the basic iterative method (Kurakin, Goodfellow & Bengio, ICLR 2017 workshop)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
 
 from .base import IterativeAttack, register_attack
@@ -27,10 +29,18 @@ class BIM(IterativeAttack):
     targeted : bool, default False
     seed : int, optional
         Seeds the target choice when a targeted attack gets none.
+    feature_layers : sequence of str, optional
+        Feature taps handed to :meth:`loss` (see :class:`~medadv_lib.attacks.base.IterativeAttack`).
+    penalties : sequence of penalties, optional
+        Loss terms that are always minimised (:mod:`medadv_lib.attacks.penalty`).
+    fuse_bn : bool, default True
+        Run the loop on a BatchNorm-folded copy of the model (see ``IterativeAttack``).
     """
 
     name = "bim"
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
-                 targeted: bool = False, seed: int | None = None):
-        super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted, random_start=False, seed=seed)
+                 targeted: bool = False, seed: int | None = None, feature_layers: Iterable[str] | None = None,
+                 penalties: Iterable | None = None, fuse_bn: bool = True):
+        super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted, random_start=False, seed=seed,
+                         feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +20,16 @@ class DI(MomentumMixin, IterativeAttack):
 
     Xie, Zhang, Zhou, Bai, Wang, Ren & Yuille, "Improving transferability of adversarial examples
     with input diversity", CVPR 2019. With probability ``p`` each step differentiates the loss of a
-    copy of the iterate that is resized (nearest neighbour) to a random 90-100 % of its size and
-    zero-padded back, at a random offset, to the original size; otherwise the iterate itself.
-    One transform is drawn per step for the whole batch, as in the reference code.
+    copy of the iterate that is resized (nearest neighbour) to a random size between ``low`` times
+    and one pixel less than its size and zero-padded back, at a random offset, to the original
+    size; otherwise the iterate itself. One transform is drawn per step for the whole batch, as in
+    the reference code.
+
+    The unchanged size is *excluded* from the draw, as in torchattacks' ``DIFGSM``
+    (``randint(low * size, size)``), so ``p = 1`` transforms every step; an earlier version drew
+    from ``low * size ... size`` inclusive, which at 28 px left a third of the steps untransformed.
+    When no size in ``[ceil(low * size), size - 1]`` exists (images under 10 px at ``low = 0.9``),
+    no step is transformed: ``low`` is respected rather than ``p``.
 
     Parameters
     ----------
@@ -41,6 +49,12 @@ class DI(MomentumMixin, IterativeAttack):
     random_start : bool, default False
     seed : int, optional
         Seeds the transforms, the random start and the target choice.
+    feature_layers : sequence of str, optional
+        Feature taps handed to :meth:`loss` (see :class:`~medadv_lib.attacks.base.IterativeAttack`).
+    penalties : sequence of penalties, optional
+        Loss terms that are always minimised (:mod:`medadv_lib.attacks.penalty`).
+    fuse_bn : bool, default True
+        Run the loop on a BatchNorm-folded copy of the model (see ``IterativeAttack``).
 
     Notes
     -----
@@ -49,12 +63,15 @@ class DI(MomentumMixin, IterativeAttack):
     """
 
     name = "di"
+    version = 2  # 2: the identity resize is excluded from the draw
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
                  p: float = 0.5, low: float = 0.9, mu: float = 0.0, targeted: bool = False,
-                 random_start: bool = False, seed: int | None = None):
+                 random_start: bool = False, seed: int | None = None, feature_layers: Iterable[str] | None = None,
+                 penalties: Iterable | None = None, fuse_bn: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
-                         random_start=random_start, seed=seed)
+                         random_start=random_start, seed=seed,
+                         feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)
         self.p = _check_unit(p, "p", "the probability of transforming a step's input")
         self.low = _check_unit(low, "low", "the smallest resize factor")
         if self.low == 0:
@@ -70,13 +87,14 @@ class DI(MomentumMixin, IterativeAttack):
         spatial = x_adv.shape[2:]
         first = spatial[0]
         smallest = max(1, math.ceil(self.low * first))
-        size0 = int(torch.randint(smallest, first + 1, (), generator=generator))
+        if smallest >= first:
+            return x_adv  # no smaller size within `low` (see the class docstring)
+        # the identity size is excluded (see the class docstring): every transformed step resizes
+        size0 = int(torch.randint(smallest, first, (), generator=generator))
         if coin >= self.p:
             return x_adv
         scale = size0 / first
         sizes = [size0] + [max(1, round(d * scale)) for d in spatial[1:]]
-        if list(sizes) == list(spatial):
-            return x_adv
         resized = F.interpolate(x_adv, size=sizes, mode="nearest")
         pad = []
         for full, small in zip(reversed(spatial), reversed(sizes), strict=True):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -63,14 +64,23 @@ class MIM(MomentumMixin, IterativeAttack):
     targeted : bool, default False
     random_start : bool, default False
     seed : int, optional
+    feature_layers : sequence of str, optional
+        Feature taps handed to :meth:`loss` (see :class:`~medadv_lib.attacks.base.IterativeAttack`).
+    penalties : sequence of penalties, optional
+        Loss terms that are always minimised (:mod:`medadv_lib.attacks.penalty`).
+    fuse_bn : bool, default True
+        Run the loop on a BatchNorm-folded copy of the model (see ``IterativeAttack``).
     """
 
     name = "mim"
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
-                 mu: float = 0.5, targeted: bool = False, random_start: bool = False, seed: int | None = None):
+                 mu: float = 0.5, targeted: bool = False, random_start: bool = False, seed: int | None = None,
+                 feature_layers: Iterable[str] | None = None,
+                 penalties: Iterable | None = None, fuse_bn: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
-                         random_start=random_start, seed=seed)
+                         random_start=random_start, seed=seed,
+                         feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)
         self.mu = _check_mu(mu)
 
     def hyperparameters(self) -> dict:

@@ -1,6 +1,8 @@
 """PGD: projected gradient descent with a random start (Madry et al., ICLR 2018)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
 
 from .base import IterativeAttack, register_attack
@@ -28,6 +30,12 @@ class PGD(IterativeAttack):
         Uniform start in [-eps, eps] (clipped to [0, 1]); False makes it BIM.
     seed : int, optional
         Seeds the random start and the target choice.
+    feature_layers : sequence of str, optional
+        Feature taps handed to :meth:`loss` (see :class:`~medadv_lib.attacks.base.IterativeAttack`).
+    penalties : sequence of penalties, optional
+        Loss terms that are always minimised (:mod:`medadv_lib.attacks.penalty`).
+    fuse_bn : bool, default True
+        Run the loop on a BatchNorm-folded copy of the model (see ``IterativeAttack``).
 
     Examples
     --------
@@ -38,6 +46,9 @@ class PGD(IterativeAttack):
     name = "pgd"
 
     def __init__(self, model: nn.Module, *, eps: float, alpha: float | None = None, steps: int = 10,
-                 targeted: bool = False, random_start: bool = True, seed: int | None = None):
+                 targeted: bool = False, random_start: bool = True, seed: int | None = None,
+                 feature_layers: Iterable[str] | None = None,
+                 penalties: Iterable | None = None, fuse_bn: bool = True):
         super().__init__(model, eps=eps, alpha=alpha, steps=steps, targeted=targeted,
-                         random_start=random_start, seed=seed)
+                         random_start=random_start, seed=seed,
+                         feature_layers=feature_layers, penalties=penalties, fuse_bn=fuse_bn)

@@ -37,9 +37,22 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
 
 
 def read_sums(sums_file: Path) -> dict[str, str]:
-    """Parse a ``sha256sum``-style file into {relative path: hash}."""
+    """Parse a ``sha256sum``-style file into {relative path: hash}.
+
+    Raises
+    ------
+    ChecksumError
+        When the file is not text (a binary or mis-encoded SHA256SUMS would otherwise surface as a
+        bare UnicodeDecodeError from deep inside the loader).
+    """
+    try:
+        text = sums_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ChecksumError(
+            f"{sums_file} is not a text checksum list ({err.reason} at byte {err.start}); it must hold lines "
+            "'<sha256>  <file name>' as written by `sha256sum FILE > SHA256SUMS`: regenerate or remove it") from None
     entries = {}
-    for line in sums_file.read_text().splitlines():
+    for line in text.splitlines():
         parts = line.strip().split(None, 1)
         if len(parts) == 2 and len(parts[0]) == 64:
             entries[os.path.normpath(parts[1].lstrip("*"))] = parts[0].lower()

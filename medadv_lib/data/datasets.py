@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .. import paths
 from ..cache import Cache
 from .checksums import file_digest, verify_file
-from .readers import read_cifar_pickles, read_image_folder, read_medmnist_npz
+from .readers import check_split_arrays, read_cifar_pickles, read_image_folder, read_medmnist_npz
 from .registry import DatasetInfo, get_info
 from .subsets import stratified_split
 
@@ -114,14 +114,19 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, size: int | Non
     """
     info = get_info(name)
     root = paths.data_dir(data_dir)
+    where = "the argument data_dir" if data_dir is not None else (
+        f"${paths.DATA_ENV}" if os.environ.get(paths.DATA_ENV) else f"the default (set ${paths.DATA_ENV} to change it)")
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFoundError(f"the data folder {root} ({where}) is a regular file, not a folder; "
+                                   f"point {paths.DATA_ENV} or --data-dir at the folder holding the datasets")
     tried = []
     for rel in _sized_candidates(info, size):
         path = root / rel
         tried.append(str(path))
         if path.exists():
             return path
-    where = "the argument data_dir" if data_dir is not None else (
-        f"${paths.DATA_ENV}" if os.environ.get(paths.DATA_ENV) else f"the default (set ${paths.DATA_ENV} to change it)")
+    if not root.is_dir():
+        where += ", and that folder does not exist"
     raise DatasetNotFoundError(
         f"dataset {name!r} not found in {root} ({where}). Looked for:\n  " + "\n  ".join(tried)
         + f"\nTo obtain it: {info.obtain}."
@@ -148,7 +153,9 @@ def verify(name: str, data_dir=None, size: int | None = None):
 
 def _read(info: DatasetInfo, path: Path, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if info.kind == "medmnist":
-        return read_medmnist_npz(path)
+        # a derived task (label_map) checks the base set's labels, before they index the map
+        label_map = info.extra.get("label_map")
+        return read_medmnist_npz(path, len(label_map) if label_map is not None else info.num_classes, info.channels)
     if info.kind == "cifar10" and ("batches-py" in path.name or path.name == "cifar-10-python.tar.gz"):
         return read_cifar_pickles(path)
     decode_size = size if size <= info.native_size else None  # upsample later, in one place
@@ -167,6 +174,21 @@ def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def check_size(size, native_size: int) -> int:
+    """The square side to load: ``None`` means the native size; otherwise an int >= 8.
+
+    Strict because ``int(28.9)`` silently loads 28 px and ``0`` or ``False`` used to mean "native".
+    """
+    if size is None:
+        return native_size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an integer number of pixels (or None for the native {native_size}), "
+                        f"got {size!r} ({type(size).__name__})")
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels (or None for the native {native_size}), got {size}")
+    return int(size)
+
+
 def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathLike | None = None,
                  val_fraction: float = 0.1, seed: int = 0, cache: Cache | None = None,
                  verify_checksum: bool = True) -> Dataset:
@@ -177,7 +199,7 @@ def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathL
     name : str
         A name from :func:`medadv_lib.data.dataset_names` (e.g. ``"pneumoniamnist"``, ``"chestxray"``).
     size : int, optional
-        Square side in pixels; default the dataset's native size.
+        Square side in pixels (an int >= 8); default (None) the dataset's native size.
     data_dir : path, optional
         Overrides ``MEDADV_DATA_DIR``.
     val_fraction, seed : float, int
@@ -187,11 +209,19 @@ def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathL
         Where decoded arrays are kept (default cache folder).
     verify_checksum : bool
         Refuse files whose checksum matches no known one (default True).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``size`` that is not an int >= 8.
+    DatasetNotFoundError, ChecksumError
+        For a missing or untrusted file.
+    DataFormatError
+        For a file that opens but holds wrong arrays (dtype, shape, labels outside the class
+        range), naming the file and key.
     """
     info = get_info(name)
-    size = int(size or info.native_size)
-    if size < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    size = check_size(size, info.native_size)
     path = locate(name, data_dir, size)
     if path.is_dir():
         fingerprint = f"folder:{path}:{sum(1 for _ in path.rglob('*'))}"
@@ -216,5 +246,8 @@ def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathL
                   seed=seed if not info.has_val else None)
     arrays, entry = cache.get_or_compute("dataset", params, compute, version=LOADER_VERSION,
                                          command=f"medadv data list  # or load_dataset({name!r}, {size})")
+    for split, (x, y) in arrays.items():
+        # cheap, and also covers entries cached before the readers checked their arrays
+        check_split_arrays(f"{path} ({split} split)", x, y, num_classes=info.num_classes, channels=info.channels)
     splits = {s: ImageSplit(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)) for s, (x, y) in arrays.items()}
     return Dataset(info, size, splits, path, entry.key)

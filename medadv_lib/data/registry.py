@@ -5,6 +5,7 @@ being copied here, so new MedMNIST releases are picked up by upgrading that pack
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -30,6 +31,10 @@ class DatasetInfo:
     md5 : str or None
         Official MD5 of the default-size file.
     url : str or None
+    domain : {"medical", "natural"}
+        What the images show. Chapters and figures contrast the medical sets with the natural
+        one (the HFC work's claim is that medical images are *more* vulnerable), so this is a
+        property of the data set, not a name list typed in each caller.
     """
 
     name: str
@@ -43,6 +48,7 @@ class DatasetInfo:
     md5: str | None = None
     url: str | None = None
     task: str = "multi-class"
+    domain: str = "medical"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -88,7 +94,7 @@ def registry() -> dict[str, DatasetInfo]:
         candidates=("cifar10_jpg.tar.gz", "cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz"),
         obtain="download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (MD5 c58f30108f718f92721af3b95e74349a) "
                "into the data folder, or an image-folder copy cifar10/{train,test}/<class>/*.png",
-        has_val=False, md5=None,
+        has_val=False, md5=None, domain="natural",
         extra={"official_md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}},
     )
     # The HFC work's fundus task (APTOS) is binary: no retinopathy against any grade > 0.
@@ -101,6 +107,17 @@ def registry() -> dict[str, DatasetInfo]:
     return sets
 
 
+def natural_names(names: Iterable[str]) -> list[str]:
+    """The names in ``names`` whose registry entry has ``domain == "natural"``, in the given order.
+
+    Names the registry does not know (a toy set in a test) count as medical, so a caller can pass
+    any list of names; :func:`get_info` is the strict lookup.
+    """
+    sets = registry()
+    return [n for n in names if sets.get(str(n).lower().strip()) is not None
+            and sets[str(n).lower().strip()].domain == "natural"]
+
+
 def dataset_names() -> list[str]:
     return sorted(registry())
 
@@ -108,6 +125,9 @@ def dataset_names() -> list[str]:
 def get_info(name: str) -> DatasetInfo:
     """Registry entry for ``name``; an unknown name lists the valid ones."""
     sets = registry()
+    if not isinstance(name, str):
+        raise TypeError(f"a dataset name must be a string, got {name!r} ({type(name).__name__}); "
+                        f"known datasets: {', '.join(sorted(sets))}")
     key = name.lower().strip()
     if key not in sets:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(sets))}")

@@ -188,12 +188,20 @@ def check_fpr(fpr) -> float:
 
 
 def calibrate_threshold(clean_scores: np.ndarray, fpr: float) -> float:
-    """Threshold such that at most a fraction ``fpr`` of ``clean_scores`` lies strictly above it."""
+    """Threshold that leaves ``floor(fpr * n)`` of the ``n`` clean scores strictly above it.
+
+    The same rule as the TPR-at-TNR metric (:func:`medadv_lib.metrics.detection.fpr_threshold`
+    with ``fpr = 1 - tnr``): the threshold is an observed score, so ties can only lower the
+    realised false-positive rate, never raise it above ``fpr``.
+    """
+    # imported here: medadv_lib.metrics imports the detectors package, so a module-level import
+    # would be circular
+    from ..metrics.detection import fpr_threshold
+
     clean_scores = np.asarray(clean_scores, dtype=np.float64).ravel()
     if clean_scores.size == 0:
         raise ValueError("calibration needs at least one clean sample.")
-    # "higher" picks an observed score, so ties cannot push the realised FPR above the target
-    return float(np.quantile(clean_scores, 1.0 - check_fpr(fpr), method="higher"))
+    return float(fpr_threshold(clean_scores, check_fpr(fpr)))
 
 
 # ---------------------------------------------------------------------------- torch helpers

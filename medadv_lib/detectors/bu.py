@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .base import BaseDetector, batch_slices
-from .features import eval_mode, model_device
+from ..models.utils import PENULTIMATE, eval_mode, model_device
 
 SCORES = ("variance", "logit_std")
 
@@ -142,8 +142,8 @@ class BU(BaseDetector):
                         pen = torch.as_tensor(penultimate[sl], dtype=torch.float32, device=device)
                     else:
                         with eval_mode(model):
-                            _, feats = model.forward_features(x[sl].to(device), ["penultimate"])
-                        pen = feats["penultimate"]
+                            _, feats = model.forward_features(x[sl].to(device), [PENULTIMATE])
+                        pen = feats[PENULTIMATE]
                     with eval_mode(model):
                         det_pred = model.head(pen).argmax(1)
                     with _mc_dropout(model):
@@ -162,5 +162,5 @@ class BU(BaseDetector):
         return self.fit(model=model)
 
     def score_from_features(self, data, *, model=None):
-        pen = data.layers.get("penultimate")
+        pen = data.layers.get(PENULTIMATE)
         return self.decision_function(data.images, model=model, penultimate=pen)

@@ -13,9 +13,9 @@ from torch import nn
 
 from .base import BaseDetector, batch_slices, check_is_adv
 from .bu import _seeded
-from .features import check_layer_names, forward_maps, model_device
+from ..models.utils import PENULTIMATE, model_device, resolve_layers
+from .features import forward_maps
 
-PENULTIMATE = "penultimate"
 
 
 def _as_map(t: torch.Tensor) -> torch.Tensor:
@@ -114,7 +114,7 @@ class DNNDetector(BaseDetector):
         if self.layers is None:
             names = [n for n in model.feature_names if n != PENULTIMATE]
             return names or [PENULTIMATE]
-        return check_layer_names(model, self.layers)
+        return resolve_layers(model, self.layers)
 
     def _net_logits(self, maps) -> torch.Tensor:
         return torch.stack([self.nets_[_key(n)](_as_map(maps[n]).float()) for n in self.layers_])  # (L, n)
@@ -180,7 +180,7 @@ class DNNDetector(BaseDetector):
         if model is None:
             raise ValueError("DNNDetector needs the network: pass model=<FeatureModel>.")
         model.check_input(x)
-        check_layer_names(model, self.layers_)
+        resolve_layers(model, self.layers_)
         out = np.empty(x.shape[0], dtype=np.float64)
         self.nets_.eval()
         with torch.no_grad():

@@ -13,60 +13,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..models.utils import PENULTIMATE, eval_mode, model_device, resolve_layers, spatial_mean
 from ..validation import check_labels
-
-
-def spatial_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean over every axis after the channel axis: ``(N, C, *spatial) -> (N, C)``.
-
-    A 2-D ``(N, D)`` input (the penultimate vector) is returned unchanged; a 3-D model's maps
-    ``(N, C, D, H, W)`` work too.
-    """
-    if t.dim() < 2:
-        raise ValueError(f"feature tensor of shape {tuple(t.shape)} has no channel axis")
-    return t.flatten(2).mean(-1) if t.dim() > 2 else t
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Put ``model`` in eval mode and restore every submodule's own flag afterwards."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
-
-
-def check_layer_names(model, layers: Sequence[str] | str | None) -> list[str]:
-    """Validate tap names against ``model.feature_names`` (None = all), in forward order."""
-    names = list(model.feature_names)
-    if layers is None:
-        return names
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(layers)
-    unknown = [name for name in layers if name not in names]
-    if unknown:
-        raise KeyError(f"unknown feature layer(s) {unknown}; this model has: {names}")
-    order = {name: i for i, name in enumerate(names)}
-    return sorted(dict.fromkeys(layers), key=order.__getitem__)
 
 
 def stage_outputs(model_or_names) -> list[str]:
@@ -86,7 +40,7 @@ def stage_outputs(model_or_names) -> list[str]:
     names = list(getattr(model_or_names, "feature_names", model_or_names))
     last: dict[str, str] = {}
     for name in names:
-        if name in ("stem", "penultimate") or ".relu" in name:
+        if name in ("stem", PENULTIMATE) or ".relu" in name:
             continue
         last[name.split(".", 1)[0]] = name  # dicts keep first-insertion order: stages stay in order
     return list(last.values())
@@ -104,7 +58,7 @@ def layer_vectors(model, x: torch.Tensor, layers: Sequence[str]):
 
 def forward_maps(model, x: torch.Tensor, layers: Sequence[str] | None = None):
     """Logits and full feature maps of one batch, on the model's device, in eval mode, no grad."""
-    layers = check_layer_names(model, layers)
+    layers = resolve_layers(model, layers)
     with torch.no_grad(), eval_mode(model):
         return model.forward_features(x.to(model_device(model)), layers)
 
@@ -218,7 +172,7 @@ def extract_features(model, x: torch.Tensor, layers: Sequence[str] | str | None 
     -------
     Features
     """
-    names = check_layer_names(model, layers)
+    names = resolve_layers(model, layers)
     model.check_input(x)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

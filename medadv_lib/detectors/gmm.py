@@ -3,15 +3,23 @@ Zhu (SSAT/UAD; METHODS.md section 6), also the density model behind the HFC cons
 
 For each class, a Gaussian mixture is fitted by EM to the clean training penultimate features,
 with a small value added to the covariance diagonal; an input whose feature is unlikely under its
-**predicted** class is flagged.
+**predicted** class is flagged. Fitting is scikit-learn's; scoring goes through the shared torch
+density (:class:`medadv_lib.density.TorchGaussianMixture`, equal to ``score_samples``), the same
+module the HFC constraint differentiates.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.mixture import GaussianMixture
 
-from .base import (BaseDetector, check_class_labels, check_known_classes, check_n_features, reference_labels,
-                   single_layer)
+from ..density import TorchGaussianMixture
+from .base import (BaseDetector, batch_slices, check_class_labels, check_known_classes, check_n_features,
+                   reference_labels, resolve_device, single_layer, to_tensor)
+
+# rows x components x features scored per block: bounds the (N, K, D) whitened differences at
+# 32 MB of float64 whatever the mixture size
+_BLOCK_ELEMENTS = 1 << 22
 
 
 class GMMDetector(BaseDetector):
@@ -35,6 +43,10 @@ class GMMDetector(BaseDetector):
     ----------
     classes_ : ndarray
     gmms_ : dict[int, GaussianMixture]
+        The fitted scikit-learn mixtures.
+    densities_ : dict[int, TorchGaussianMixture]
+        The same mixtures as torch modules (float64), on the device of the last scoring call (the
+        GPU when there is one).
     n_features_in_ : int
     """
 
@@ -65,14 +77,26 @@ class GMMDetector(BaseDetector):
             self.gmms_[int(c)] = GaussianMixture(
                 n_components=self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
                 max_iter=self.max_iter, n_init=self.n_init, random_state=self.random_state).fit(Xc)
+        self.densities_ = {c: TorchGaussianMixture.from_sklearn(g) for c, g in self.gmms_.items()}
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _log_prob(self, c: int, X: np.ndarray, device) -> np.ndarray:
+        """``score_samples`` of class ``c``'s mixture, in blocks on ``device``."""
+        density = self.densities_[c].to(device)
+        out = np.empty(X.shape[0], dtype=np.float64)
+        rows = max(1, _BLOCK_ELEMENTS // (density.n_components * density.n_features))
+        with torch.no_grad():
+            for sl in batch_slices(X.shape[0], rows):
+                out[sl] = density.log_prob(to_tensor(X[sl], device)).cpu().numpy()
+        return out
 
     def log_likelihood(self, X) -> np.ndarray:
         """Log-likelihood of every sample under every class's mixture, shape (N, n_classes)."""
         self._check_fitted()
         X = check_n_features(single_layer(X, self.layer, "X"), self.n_features_in_, "X")
-        return np.column_stack([self.gmms_[int(c)].score_samples(X) for c in self.classes_])
+        device = resolve_device()
+        return np.column_stack([self._log_prob(int(c), X, device) for c in self.classes_])
 
     def decision_function(self, X, y_pred) -> np.ndarray:
         """Negative log-likelihood under the predicted class: higher = less likely = more adversarial."""
@@ -80,10 +104,11 @@ class GMMDetector(BaseDetector):
         X = check_n_features(single_layer(X, self.layer, "X"), self.n_features_in_, "X")
         y_pred = check_class_labels(y_pred, X.shape[0], "y_pred")
         check_known_classes(y_pred, self.classes_, "a fitted mixture")
+        device = resolve_device()
         out = np.empty(X.shape[0], dtype=np.float64)
         for c in np.unique(y_pred):
             rows = y_pred == c
-            out[rows] = -self.gmms_[int(c)].score_samples(X[rows])
+            out[rows] = -self._log_prob(int(c), X[rows], device)
         return out
 
     def fit_from_features(self, reference, data, is_adv, *, model=None):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.covariance import EmpiricalCovariance
 
+from ..density import TorchGaussianMixture
 from .base import (
     BaseDetector,
     as_layer_dict,
@@ -33,16 +34,13 @@ from .base import (
 from .features import eval_mode, layer_vectors, model_device
 
 
-def _min_sq_distance(h: torch.Tensor, centre: torch.Tensor, means: torch.Tensor, precision: torch.Tensor):
-    """min_c (h - mu_c)^T P (h - mu_c) for a batch, via one matmul (no per-class loop).
+# rows x classes x features whitened per block (the (N, K, D) differences): 32 MB of float64
+_BLOCK_ELEMENTS = 1 << 22
 
-    Features and means are shifted by the global ``centre`` first: the expansion
-    h'Ph - 2h'P mu + mu'P mu then cancels far less than on raw activations.
-    """
-    hc, mc = h - centre, means - centre
-    hp = hc @ precision
-    d2 = (hp * hc).sum(1, keepdim=True) - 2.0 * hp @ mc.T + ((mc @ precision) * mc).sum(1)[None, :]
-    return d2.clamp_min(0.0).min(1).values
+
+def _min_sq_distance(density: TorchGaussianMixture, h: torch.Tensor) -> torch.Tensor:
+    """min_c (h - mu_c)^T P (h - mu_c): Lee et al.'s score with its sign flipped, differentiable in h."""
+    return density.mahalanobis(h).min(1).values
 
 
 class Mahalanobis(BaseDetector):
@@ -74,7 +72,9 @@ class Mahalanobis(BaseDetector):
     covariances_ : dict[str, EmpiricalCovariance]
         Tied covariance of the class-centred clean training features (``precision_`` is its
         pseudo-inverse, as in Lee et al.'s code).
-    centre_ : dict[str, ndarray (D,)]
+    densities_ : dict[str, TorchGaussianMixture]
+        The class Gaussians of each layer (``TorchGaussianMixture.tied`` with that precision),
+        which compute the distances; on the device of the last scoring call.
     combiner_ : Pipeline or None
         None when fitted without ``is_adv`` (then :meth:`decision_function` needs one layer).
     """
@@ -121,13 +121,13 @@ class Mahalanobis(BaseDetector):
         codes = np.searchsorted(self.classes_, y)
         self.layers_ = list(ref)
         self.layer_dims_ = OrderedDict((name, a.shape[1]) for name, a in ref.items())
-        self.class_means_, self.covariances_, self.centre_ = OrderedDict(), OrderedDict(), OrderedDict()
+        self.class_means_, self.covariances_, self.densities_ = OrderedDict(), OrderedDict(), OrderedDict()
         for name, a in ref.items():
             means = np.stack([a[codes == i].mean(0) for i in range(self.classes_.size)])
             # Lee et al.: one covariance of the class-centred features, shared by all classes
             self.covariances_[name] = EmpiricalCovariance(assume_centered=True).fit(a - means[codes])
             self.class_means_[name] = means
-            self.centre_[name] = a.mean(0)
+            self.densities_[name] = TorchGaussianMixture.tied(means, precision=self.covariances_[name].precision_)
         self.combiner_ = None
         if is_adv is not None:
             if X is None:
@@ -136,9 +136,8 @@ class Mahalanobis(BaseDetector):
             self.combiner_ = make_combiner(self.C).fit(S, check_is_adv(is_adv, S.shape[0]))
         return self
 
-    def _stats(self, name, device):
-        return (to_tensor(self.centre_[name], device), to_tensor(self.class_means_[name], device),
-                to_tensor(self.covariances_[name].precision_, device))
+    def _density(self, name, device) -> TorchGaussianMixture:
+        return self.densities_[name].to(device)
 
     def layer_scores(self, X, *, model=None) -> np.ndarray:
         """Per-layer squared Mahalanobis distance to the closest class, (N, len(layers_))."""
@@ -155,11 +154,12 @@ class Mahalanobis(BaseDetector):
         out = np.empty((n, len(self.layers_)), dtype=np.float64)
         with torch.no_grad():
             for j, name in enumerate(self.layers_):
-                stats = self._stats(name, device)
+                density = self._density(name, device)
                 # batch_size counts images for the pre-processing; feature rows are cheap, so
-                # score them in larger blocks
-                for sl in batch_slices(n, max(int(self.batch_size), 4096)):
-                    out[sl, j] = _min_sq_distance(to_tensor(X[name][sl], device), *stats).cpu().numpy()
+                # score them in blocks sized by memory instead
+                rows = max(1, _BLOCK_ELEMENTS // (density.n_components * density.n_features))
+                for sl in batch_slices(n, rows):
+                    out[sl, j] = _min_sq_distance(density, to_tensor(X[name][sl], device)).cpu().numpy()
         return out
 
     def _preprocessed_scores(self, x, model) -> np.ndarray:
@@ -176,18 +176,18 @@ class Mahalanobis(BaseDetector):
         out = np.empty((x.shape[0], len(self.layers_)), dtype=np.float64)
         with eval_mode(model):
             for j, name in enumerate(self.layers_):
-                stats = self._stats(name, device)
+                density = self._density(name, device)
                 for sl in batch_slices(x.shape[0], self.batch_size):
                     xb = x[sl].to(device).detach().requires_grad_(True)
                     with torch.enable_grad():
                         h = layer_vectors(model, xb, [name])[1][name].double()
-                        dist = _min_sq_distance(h, *stats).sum()
+                        dist = _min_sq_distance(density, h).sum()
                         grad, = torch.autograd.grad(dist, xb)
                     # step against the distance gradient = towards the closest class (raises M_l)
                     x_hat = (xb.detach() - m * grad.sign()).clamp_(0.0, 1.0)
                     with torch.no_grad():
                         h_hat = layer_vectors(model, x_hat, [name])[1][name].double()
-                        out[sl, j] = _min_sq_distance(h_hat, *stats).cpu().numpy()
+                        out[sl, j] = _min_sq_distance(density, h_hat).cpu().numpy()
         return out
 
     def decision_function(self, X, *, model=None) -> np.ndarray:

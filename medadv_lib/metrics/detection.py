@@ -44,18 +44,36 @@ def _auroc_rows(neg: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return (ranks[:, n0:].sum(1) - n1 * (n1 + 1) / 2.0) / (n0 * n1)
 
 
-def _allowed_false_positives(n0: int, tnr: float) -> int:
+def fpr_threshold(normal_scores, fpr: float):
+    """The threshold that lets at most ``floor(fpr * n)`` of ``n`` normal scores lie strictly above it.
+
+    It is the ``(floor(fpr * n) + 1)``-th largest normal score (``-inf`` when every sample may
+    be flagged), so exactly ``floor(fpr * n)`` lie above it when there are no ties, also when
+    ``fpr * n`` is whole. One rule for the TPR-at-TNR metric (``fpr = 1 - tnr``) and for
+    detector calibration (:func:`medadv_lib.detectors.base.calibrate_threshold`).
+
+    Parameters
+    ----------
+    normal_scores : array (..., n)
+        Scores of normal samples along the last axis (one threshold per row).
+    fpr : float
+        Allowed fraction of normal samples above the threshold.
+
+    Returns
+    -------
+    ndarray (...) of float
+    """
+    neg = np.asarray(normal_scores, dtype=np.float64)
+    n0 = neg.shape[-1]
     # round before flooring so that e.g. 0.1 * 60 = 6.000000000000001 allows 6
-    return math.floor(round((1.0 - tnr) * n0, 9))
+    a = math.floor(round(fpr * n0, 9))
+    if a >= n0:
+        return np.full(neg.shape[:-1], -np.inf)
+    return -np.partition(-neg, a, axis=-1)[..., a]
 
 
 def _tpr_rows(neg: np.ndarray, pos: np.ndarray, tnr: float) -> np.ndarray:
-    n0 = neg.shape[1]
-    a = _allowed_false_positives(n0, tnr)
-    if a >= n0:
-        return np.ones(neg.shape[0])
-    # threshold = the (a+1)-th largest normal score: at most a normals lie strictly above it
-    thr = -np.partition(-neg, a, axis=1)[:, a]
+    thr = fpr_threshold(neg, 1.0 - tnr)
     return (pos > thr[:, None]).mean(1)
 
 

@@ -32,7 +32,8 @@ import pandas as pd
 import torch
 from sklearn.base import clone
 
-from ..detectors.features import Features, check_layer_names, extract_features, model_device
+from ..detectors.features import Features, extract_features
+from ..models.utils import model_device, resolve_layers
 from .detection import detection_metrics, tpr_column
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class DetectionProtocol:
             raise ValueError(f"noise must be in [0, 1], got {noise}")
         self.model = model
         self.detectors = dict(detectors)
-        self.layers = check_layer_names(model, layers)
+        self.layers = resolve_layers(model, layers)
         self.noise = float(noise)
         self.split = float(split)
         self.seed = int(seed)

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from ..validation import check_images
-
-PENULTIMATE = "penultimate"
+from .utils import PENULTIMATE, resolve_layers
 
 
 class FeatureModel(nn.Module):
@@ -108,7 +107,7 @@ class FeatureModel(nn.Module):
         features : OrderedDict[str, torch.Tensor]
             In forward order. Gradients flow through them when autograd is enabled.
         """
-        wanted = self._resolve(layers)
+        wanted = resolve_layers(self, layers)
         self._recording, self._calls, self._store = set(wanted), {}, OrderedDict()
         try:
             logits = self(x)
@@ -120,18 +119,6 @@ class FeatureModel(nn.Module):
     def features(self, x: torch.Tensor, layers: Sequence[str] | None = None):
         """Ordered mapping from tap name to feature map for images ``x`` in [0, 1]."""
         return self.forward_features(x, layers)[1]
-
-    def _resolve(self, layers):
-        names = self.feature_names
-        if layers is None:
-            return names
-        if isinstance(layers, str):
-            layers = [layers]
-        unknown = [name for name in layers if name not in names]
-        if unknown:
-            raise KeyError(f"unknown feature layer(s) {unknown}; this {self.spec.get('arch')} model has: {names}")
-        order = {name: i for i, name in enumerate(names)}
-        return sorted(dict.fromkeys(layers), key=order.__getitem__)
 
     def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         """Validate that ``x`` is an image batch this model accepts (dtype, range, channels)."""

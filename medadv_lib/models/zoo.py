@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import ARCHITECTURES  # the names live in the torch-free config
+from .efficientnet import build_efficientnet_lite0
 from .feature_model import FeatureModel
 
-ARCHITECTURES = ("smallcnn", "resnet18", "resnet50", "vgg16")
 SMALL_INPUT = 64  # below this size a backbone gets the CIFAR-style stem
 
 
@@ -29,7 +30,7 @@ def build_model(arch: str, *, in_channels: int, num_classes: int, image_size: in
 
     Parameters
     ----------
-    arch : {"smallcnn", "resnet18", "resnet50", "vgg16"}
+    arch : {"smallcnn", "resnet18", "resnet50", "vgg16", "efficientnet_lite0"}
     in_channels : int
         1 (grey) or 3 (colour).
     num_classes : int
@@ -52,6 +53,9 @@ def build_model(arch: str, *, in_channels: int, num_classes: int, image_size: in
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if arch == "efficientnet_lite0":  # its own weights (weights="imagenet") and input scaling
+        return build_efficientnet_lite0(in_channels=in_channels, num_classes=num_classes, image_size=image_size,
+                                        dropout=dropout, weights=weights, mean=mean, std=std)
     spec = dict(arch=arch, in_channels=in_channels, num_classes=num_classes, image_size=image_size,
                 dropout=dropout, weights=str(weights) if weights else None)
     if mean is None or std is None:

@@ -87,6 +87,14 @@ def test_class_gaussian_against_reference():
     np.testing.assert_allclose(g.distance(probe)[:, 0] ** 2, sk.mahalanobis(probe - means[0]), rtol=1e-8)
     with pytest.raises(NotFittedError):
         ClassGaussian().distance(probe)
+    with pytest.raises(ValueError, match=r"\(N, 5\)"):
+        g.distance(probe[:, :4])
+    # the shared torch density behind it: squared distances, differentiable in the features
+    probe_t = torch.tensor(probe, requires_grad=True)
+    d2 = g.density_.mahalanobis(probe_t)
+    np.testing.assert_allclose(d2.detach().numpy(), expected ** 2, rtol=1e-8)
+    (grad,) = torch.autograd.grad(d2[:, 1].sum(), probe_t)
+    np.testing.assert_allclose(grad.numpy(), 2 * (probe - means[1]) @ prec, rtol=1e-6)
 
 
 def test_mahalanobis_columns_and_pca():

@@ -50,3 +50,16 @@ FACTORIES = {
                                                              kappa=1.0),
 }
 NAMES = sorted(FACTORIES)
+
+
+def calibrated_feature_model(num_classes=3, in_channels=1, image_size=8, seed=1):
+    """A smallcnn whose BatchNorm statistics come from random images: freshly initialised running
+    statistics make its logits almost input-independent, which hides two-pass loss terms."""
+    model = small_feature_model(num_classes, in_channels, image_size, seed)
+    model.train()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = None  # cumulative average over the calibration batch
+        model(images(64, (in_channels, image_size, image_size), seed=seed + 8))
+    return model.eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _attack_helpers import images, small_feature_model
+from _attack_helpers import calibrated_feature_model, images, small_feature_model
 
 from medadv_lib.attacks import ATTACKS, BIM, IterativeAttack, budget, format_budget, get_attack, register_attack
 
@@ -32,7 +32,11 @@ def test_feature_loss_sees_requested_taps():
     attack.seen = []
     attack(X, Y)
     assert attack.seen == [("block2",)] * 3
-    assert result.final_loss.shape == (4,)
+    with torch.no_grad():  # final_loss is the same loss, feature term included, at x_adv
+        logits, features = MODEL.forward_features(result.x_adv, ["block2"])
+        penalty = features["block2"].mean((2, 3)).pow(2).mean(1)
+        expected = F.cross_entropy(logits, result.target, reduction="none") + penalty
+    torch.testing.assert_close(result.final_loss, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_feature_layers_init_param_overrides_class_attribute():
@@ -69,8 +73,22 @@ def test_objective_override_for_extra_forward_passes():
                 F.log_softmax(smooth_logits, 1), F.softmax(logits, 1), reduction="none").sum(1)
             return loss, logits, features
 
-    result = TwoPass(MODEL, eps=0.05, steps=2).run(X, Y, record=True, record_features=True)
+    model = calibrated_feature_model()  # input-dependent logits, so the KL term is not ~0
+
+    def two_pass(x):
+        with torch.no_grad():
+            logits, smooth = model(x), model(x.flip(-1))
+        ce = F.cross_entropy(logits, Y, reduction="none")
+        return ce, ce - F.kl_div(F.log_softmax(smooth, 1), F.softmax(logits, 1), reduction="none").sum(1)
+
+    result = TwoPass(model, eps=0.05, steps=2).run(X, Y, record=True, record_features=True)
     assert result.loss.shape == (2, 4) and result.features.shape == (3, 4, 128)
+    ce, expected = two_pass(X)  # step 0 differentiates the clean image (no random start)
+    torch.testing.assert_close(result.loss[0], expected, rtol=1e-4, atol=1e-5)
+    assert (result.loss[0] - ce).abs().max() > 1e-4  # the second pass counts
+    ce, expected = two_pass(result.x_adv)  # final_loss keeps the KL term (it used to drop it)
+    torch.testing.assert_close(result.final_loss, expected, rtol=1e-5, atol=1e-6)
+    assert (result.final_loss - ce).abs().max() > 1e-4
 
 
 def test_register_and_get_custom_attack():

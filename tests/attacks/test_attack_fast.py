@@ -323,3 +323,55 @@ def test_cache_does_not_keep_the_model_alive():
     del model
     gc.collect()
     assert ref() is None and len(EVAL_COPIES) == 0
+
+
+def _train_steps(model, attack, x, y, steps, mode_at_call):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    outs = []
+    for _ in range(steps):
+        model.train(mode_at_call == "train")
+        x_adv = attack(x, y)
+        outs.append(x_adv)
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(model(x_adv), y).backward()
+        opt.step()
+    return outs
+
+
+@pytest.mark.parametrize("mode_at_call", ["train", "eval"])
+def test_a_training_loop_does_not_rebuild_the_copy_every_call(mode_at_call, caplog):
+    model = _model("smallcnn", classes=3, size=8)
+    x, y = images(8, (3, 8, 8), seed=8), labels(8, 3, seed=8)
+    attack = PGD(model, eps=0.05, steps=2, seed=0)
+    before = EVAL_COPIES.builds
+    with caplog.at_level("INFO", logger="medadv_lib.attacks._fast"):
+        outs = _train_steps(model, attack, x, y, 8, mode_at_call)
+    assert EVAL_COPIES.builds - before == EVAL_COPIES.max_wasted_builds  # then it runs unfused
+    assert sum("BN folding off" in r.getMessage() for r in caplog.records) == 1
+    # the unfused calls attack the current model, exactly
+    last = PGD(model, eps=0.05, steps=2, seed=0, fuse_bn=False)(x, y)
+    assert not torch.equal(outs[-1], last)  # the model moved after that call ...
+    assert torch.equal(attack(x, y), last)  # ... and this call (still unfused) sees the new one
+    # training stopped: after `stable_calls` unchanged calls the copy is built again and reused
+    for _ in range(EVAL_COPIES.stable_calls):
+        attack(x, y)
+    built = EVAL_COPIES.builds
+    assert EVAL_COPIES.get(model) is not None and EVAL_COPIES.builds == built
+    attack(x, y)
+    assert EVAL_COPIES.builds == built
+
+
+def test_a_model_changing_now_and_then_keeps_its_copy():
+    # a copy reused at least once before the model changes is not wasted: no switch-off
+    model = _model("smallcnn", classes=3, size=8)
+    x, y = images(4, (3, 8, 8), seed=9), labels(4, 3, seed=9)
+    attack = BIM(model, eps=0.05, steps=1)
+    before = EVAL_COPIES.builds
+    for _ in range(4):
+        attack(x, y)
+        attack(x, y)
+        with torch.no_grad():
+            next(model.parameters()).mul_(0.9)  # e.g. a fine-tuning step between evaluations
+    assert EVAL_COPIES.builds - before == 4
+    assert EVAL_COPIES.get(model) is not None

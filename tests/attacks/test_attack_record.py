@@ -88,3 +88,74 @@ def test_record_loss_is_attack_loss():
     with torch.no_grad():
         torch.testing.assert_close(result.loss[0], attack.loss(MODEL(X), {}, Y, None))
         torch.testing.assert_close(result.final_loss, attack.loss(MODEL(result.x_adv), {}, Y, None))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_norm_records_stay_in_the_budget(name):
+    eps = 0.05
+    attack = FACTORIES[name](MODEL, eps, targeted=False, seed=2, steps=4)
+    result = attack.run(X, Y, record=("loss", "linf", "l2"))
+    steps = attack.steps
+    assert result.records["linf"].shape == (steps, 5) and result.records["l2"].shape == (steps, 5)
+    assert (result.records["linf"] <= eps + 1e-7).all()
+    d = X[0].numel()
+    assert (result.records["l2"] <= result.records["linf"] * d ** 0.5 + 1e-6).all()
+    assert (result.records["l2"] >= result.records["linf"] - 1e-7).all()
+    torch.testing.assert_close(result.records["linf"][-1], result.linf)
+    torch.testing.assert_close(result.records["l2"][-1], result.l2)
+    assert torch.equal(result.records["loss"], result.loss)
+
+
+def test_norm_records_match_the_iterates():
+    # BIM is deterministic: a t-step run reproduces the long run's iterate after t steps
+    long = BIM(MODEL, eps=0.05, steps=4).run(X, Y, record=("linf", "l2"))
+    for t in (1, 2, 3):
+        short = BIM(MODEL, eps=0.05, steps=t).run(X, Y)
+        torch.testing.assert_close(long.records["linf"][t - 1], short.linf)
+        torch.testing.assert_close(long.records["l2"][t - 1], short.l2)
+
+
+def test_feature_records_of_any_tap():
+    result = PGD(MODEL, eps=0.05, steps=3, seed=0).run(X, Y, record=("features:block2", "features:penultimate"))
+    block2 = result.records["features:block2"]
+    assert block2.shape == (4, 5, 64) and result.records["features:penultimate"].shape == (4, 5, 128)
+    with torch.no_grad():
+        clean = MODEL.features(X, ["block2"])["block2"].mean((2, 3))
+        last = MODEL.features(result.x_adv, ["block2"])["block2"].mean((2, 3))
+    torch.testing.assert_close(block2[0], clean)  # index 0: the clean image, even after a random start
+    torch.testing.assert_close(block2[-1], last)
+    assert torch.equal(result.features, result.records["features:penultimate"])  # same as record_features
+    with pytest.raises(ValueError, match="unknown record"):
+        PGD(MODEL, eps=0.05).run(X, Y, record=("grad",))
+    with pytest.raises(ValueError, match="unknown feature layer"):
+        PGD(MODEL, eps=0.05).run(X, Y, record=("features:nowhere",))
+    with pytest.raises(TypeError, match="forward_features"):
+        PGD(linear_model((1, 8, 8), 3), eps=0.05).run(X, Y, record=("features:block2",))
+
+
+def test_step_hook_sees_the_update_and_is_projected():
+    seen = []
+
+    class Recorded(BIM):
+        def step(self, x_adv, grad, state):
+            x_next = super().step(x_adv, grad, state)
+            seen.append(state["delta_step"].clone())
+            assert torch.equal(x_next, x_adv + state["delta_step"])
+            return x_next
+
+    class Wild(BIM):
+        def step(self, x_adv, grad, state):
+            return x_adv + 10.0  # far outside: the loop projects it
+
+    Recorded(MODEL, eps=0.05, steps=3).run(X, Y)
+    assert len(seen) == 3 and all(d.abs().max() == pytest.approx(0.01) for d in seen)
+    out = Wild(MODEL, eps=0.05, steps=2)(X, Y)
+    torch.testing.assert_close(out, (X + 0.05).clamp(max=1.0))
+
+    class Still(BIM):
+        def step(self, x_adv, grad, state):
+            return x_adv  # no move: the loop must not write into the caller's images
+
+    x = X.clone()
+    Still(MODEL, eps=0.05, steps=2)(x, Y)
+    assert torch.equal(x, X)

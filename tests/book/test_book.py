@@ -253,6 +253,50 @@ def test_render_fails_on_broken_references_and_missing_figures(output_dir, page,
         book.render("smoke")
 
 
+@pytest.mark.slow
+def test_render_ships_mathjax_in_the_site_and_links_it_locally(output_dir):
+    _mini_book("smoke", "# Title\n\nInline $\\epsilon = 8/256$ and\n\n$$\\|x' - x\\|_\\infty \\le \\epsilon$$\n")
+    book.render("smoke")
+    html = book.html_dir("smoke")
+    page = (html / "book" / "intro.html").read_text()
+    assert (html / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir(), "fonts ship too"
+    scripts = re.findall(r'<script[^>]*src="([^"]+)"', page)
+    assert "../_static/mathjax/tex-mml-chtml.js" in scripts
+    assert not [s for s in scripts if "://" in s or s.startswith("//")], f"a script from the network: {scripts}"
+    assert 'class="math notranslate nohighlight"' in page
+
+
+def test_mathjax_path_must_be_local(tmp_path):
+    config = tmp_path / "_config.yml"
+    config.write_text("sphinx:\n  config:\n    mathjax_path: https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js\n")
+    with pytest.raises(book.RenderError, match="never from a CDN"):
+        book._mathjax_path(config)
+    config.write_text("sphinx:\n  config: {}\n")
+    with pytest.raises(book.RenderError, match="mathjax_path is ''"):
+        book._mathjax_path(config)
+    assert book._mathjax_path(paths.REPO_ROOT / "_config.yml").startswith("mathjax/")
+
+
+def test_missing_mathjax_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(book.MATHJAX_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(book.RenderError, match="make install"):
+        book.mathjax_dir()
+
+
+def test_copy_mathjax_names_a_missing_component(tmp_path, monkeypatch):
+    dist = tmp_path / "mathjax" / "es5"
+    dist.mkdir(parents=True)
+    (dist / "startup.js").write_text("// stub")
+    monkeypatch.setenv(book.MATHJAX_ENV, str(dist.parent))
+    config = tmp_path / "_config.yml"
+    config.write_text("sphinx:\n  config:\n    mathjax_path: mathjax/tex-chtml.js\n")
+    with pytest.raises(book.RenderError, match="startup.js"):
+        book.copy_mathjax(tmp_path / "html", config)
+    (dist / "tex-chtml.js").write_text("// stub")
+    assert book.copy_mathjax(tmp_path / "html", config) == tmp_path / "html" / "_static" / "mathjax" / "tex-chtml.js"
+
+
 # ----------------------------------------------------------------------------------------------
 # Executing a chapter (papermill, real data)
 # ----------------------------------------------------------------------------------------------
@@ -286,3 +330,28 @@ def test_run_chapter_reports_the_failing_cell(book_env, tmp_path):
         book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "nope"},
                          output=tmp_path / "bad.ipynb", progress=False, echo=False)
     assert str(tmp_path / "bad.ipynb") in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Methods page
+# ----------------------------------------------------------------------------------------------
+
+#: Every method of the book has a section on the Methods page under one of these labels.
+METHOD_LABELS = ("fgsm", "bim", "pgd", "mim", "di", "cw-linf", "cw-l2", "hfc", "smia", "protocol", "kd", "bu",
+                 "kdbu", "lid", "maha", "dnn", "svm", "uad", "defences", "gce", "ssat", "risk", "notation",
+                 "fixed-direction")
+
+
+def test_methods_page_labels_every_method_and_is_a_plain_page():
+    page = paths.REPO_ROOT / "book" / "methods.md"
+    assert not book.is_notebook(page), "the Methods page is plain MyST, never executed"
+    text = page.read_text()
+    labels = re.findall(r"^\((methods-[a-z0-9-]+)\)=\s*$", text, re.M)
+    assert len(labels) == len(set(labels)), "duplicate labels"
+    missing = [f"methods-{m}" for m in METHOD_LABELS if f"methods-{m}" not in labels]
+    assert not missing, f"methods.md lacks the label(s) {missing}"
+    for label in labels:  # a label must sit right above a heading, so {ref} gets a title
+        after = text.split(f"({label})=\n", 1)[1].lstrip("\n")
+        assert after.startswith("#"), f"({label})= is not followed by a heading"
+    entries = book.toc_entries()
+    assert entries.index("book/methods") < entries.index("book/reproducibility")

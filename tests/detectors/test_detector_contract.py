@@ -1,12 +1,16 @@
 """scikit-learn estimator contract, score orientation, AUROC floor and threshold calibration."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.estimator_checks import check_no_attributes_set_in_init, check_parameters_default_constructible
 
 from medadv_lib.detectors import BU, KD, KDBU, LID, DNNDetector, GMMDetector, Mahalanobis, SafetyNetSVM
+from medadv_lib.detectors.base import calibrate_threshold
+from medadv_lib.metrics import tpr_at_tnr
 
 PEN = "penultimate"
 
@@ -123,3 +127,28 @@ def test_default_fpr_and_set_params(feats):
     det.fit(feats["train"], feats["y_train"]).calibrate(feats["clean"], feats["clean_pred"])
     assert det.calibration_fpr_ == 0.05
     assert det.predict(feats["clean"], feats["clean_pred"]).mean() <= 0.05
+
+
+@pytest.mark.parametrize("n,fpr", [(200, 0.2), (10, 0.1), (60, 0.1), (7, 0.3), (100, 0.05)])
+def test_calibration_keeps_floor_fpr_n_above_including_whole_products(n, fpr):
+    # distinct scores: exactly floor(fpr * n) clean samples above the threshold (40 of 200 at 0.2,
+    # where np.quantile(..., method="higher") kept 39)
+    clean = np.random.default_rng(n).permutation(n).astype(float)
+    thr = calibrate_threshold(clean, fpr)
+    assert (clean > thr).sum() == int(np.floor(round(fpr * n, 9)))
+    assert thr in clean
+
+
+@settings(max_examples=60, deadline=None)
+@given(clean=st.lists(st.integers(-5, 5), min_size=1, max_size=40),
+       probes=st.lists(st.integers(-6, 6), min_size=1, max_size=10),
+       tenths=st.integers(1, 9))
+def test_calibration_and_tpr_at_tnr_share_one_threshold(clean, probes, tenths):
+    """Law: flagging probes above the calibrated threshold gives exactly the metric's TPR at
+    TNR = 1 - fpr, ties and whole fpr * n included, and never more than fpr of the clean set."""
+    fpr = tenths / 10
+    clean, probes = np.asarray(clean, float), np.asarray(probes, float)
+    thr = calibrate_threshold(clean, fpr)
+    y = np.r_[np.zeros(clean.size), np.ones(probes.size)]
+    assert tpr_at_tnr(y, np.r_[clean, probes], tnr=1.0 - fpr) == (probes > thr).mean()
+    assert (clean > thr).sum() <= np.floor(round(fpr * clean.size, 9))

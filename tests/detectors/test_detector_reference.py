@@ -90,6 +90,19 @@ def test_mahalanobis_equals_empirical_covariance_reference(feats):
         np.testing.assert_allclose(S[:20, j], loop, rtol=1e-5)
 
 
+def test_mahalanobis_with_a_dead_unit_uses_the_pseudo_inverse(feats):
+    # a constant (dead ReLU) feature makes the tied covariance singular; Lee et al.'s code and
+    # EmpiricalCovariance use its pseudo-inverse, which the torch density must reproduce
+    X, y = feats["train"][PEN].copy(), feats["y_train"]
+    X[:, 3] = 0.0
+    det = Mahalanobis().fit(X_ref=X, y_ref=y)
+    Q = feats["test"][PEN]
+    means = np.stack([X[y == c].mean(0) for c in np.unique(y)])
+    cov = EmpiricalCovariance(assume_centered=True).fit(X - means[np.searchsorted(np.unique(y), y)])
+    ref = np.min([cov.mahalanobis(Q - mu) for mu in means], axis=0)
+    np.testing.assert_allclose(det.layer_scores(Q)[:, 0], ref, rtol=1e-5)
+
+
 def test_mahalanobis_combiner_uses_layer_scores(feats):
     det = Mahalanobis(layers=["block2", PEN]).fit(feats["fit"], feats["fit_adv"], X_ref=feats["train"],
                                                   y_ref=feats["y_train"])
@@ -100,13 +113,15 @@ def test_mahalanobis_combiner_uses_layer_scores(feats):
     assert det.combiner_[0].n_samples_seen_ == len(feats["fit_adv"])
 
 
-def test_gmm_equals_gaussian_mixture(feats):
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_gmm_equals_gaussian_mixture(feats, covariance_type):
     X, y = feats["train"][PEN], feats["y_train"]
-    det = GMMDetector(n_components=2, reg_covar=1e-3, random_state=3).fit(X, y)
+    det = GMMDetector(n_components=2, covariance_type=covariance_type, reg_covar=1e-3, random_state=3).fit(X, y)
     Q, pred = feats["test"][PEN], feats["test_pred"]
     expected = np.empty(len(Q))
     for c in np.unique(y):
-        gmm = GaussianMixture(n_components=2, reg_covar=1e-3, random_state=3, max_iter=200).fit(X[y == c])
+        gmm = GaussianMixture(n_components=2, covariance_type=covariance_type, reg_covar=1e-3, random_state=3,
+                              max_iter=200).fit(X[y == c])
         expected[pred == c] = -gmm.score_samples(Q[pred == c])
     np.testing.assert_allclose(det.decision_function(Q, pred), expected, rtol=1e-5)
     ll = det.log_likelihood(Q)

@@ -1,7 +1,9 @@
 """A cached detector benchmark: every detector against several attacks and budgets on one model.
 
-This is glue between :mod:`medadv_lib.pipeline` (cached trained models and adversarial sets) and
-:class:`~medadv_lib.metrics.DetectionProtocol`. One call covers one data set:
+This is glue between the other cached stages of :mod:`medadv_lib.pipeline` (trained models and
+adversarial sets) and :class:`~medadv_lib.metrics.DetectionProtocol`, the pure scoring protocol
+(moved here from ``metrics/`` so that ``metrics`` does not import the stage layer). One call
+covers one data set:
 
 * the adversarial sets come from :func:`medadv_lib.pipeline.adversarial_examples` (cached): the
   same seeded subset of correctly classified test images is attacked by every (attack, eps);
@@ -11,7 +13,7 @@ This is glue between :mod:`medadv_lib.pipeline` (cached trained models and adver
   ``detection``, keyed by the adversarial set, the detectors' hyper-parameters and the protocol
   settings, so a rerun only reads tables.
 
-Like :mod:`medadv_lib.pipeline`, it receives the :class:`~medadv_lib.config.Profile` only to hand it
+Like the other stages, it receives the :class:`~medadv_lib.config.Profile` only to hand it
 to :func:`~medadv_lib.pipeline.adversarial_examples`; every setting of its own is an argument.
 """
 from __future__ import annotations
@@ -26,7 +28,9 @@ import pandas as pd
 import torch
 
 from ..cache import Cache
-from .protocol import DetectionProtocol, result_columns
+from ..data import stratified_subset
+from ..metrics.protocol import DetectionProtocol, result_columns
+from .adversarial import adversarial_examples
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +132,6 @@ def detection_benchmark(tm, profile, runs: Iterable[tuple[str, float]], detector
     -------
     DetectionBenchmark
     """
-    from ..data import stratified_subset
-    from ..pipeline import adversarial_examples
-
     cache = cache or Cache()
     name = tm.dataset.name
     ref_idx = stratified_subset(tm.train.labels, n_reference, seed)

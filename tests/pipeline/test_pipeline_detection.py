@@ -1,4 +1,4 @@
-"""The cached detector benchmark (one data set, several attacks and budgets) and its report helpers."""
+"""The cached detector benchmark stage (one data set, several attacks and budgets)."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +12,8 @@ from medadv_lib.cache import Cache
 from medadv_lib.config import get_profile
 from medadv_lib.data import ImageSplit
 from medadv_lib.detectors import standard_detectors
-from medadv_lib.metrics import benchmark_runs, detection_benchmark, detector_spec, report, result_columns
+from medadv_lib.metrics import result_columns
+from medadv_lib.pipeline import benchmark_runs, detection_benchmark, detector_spec
 from medadv_lib.models import build_model
 
 
@@ -92,68 +93,3 @@ def test_detection_benchmark_tables_and_cache(toy_tm, tmp_path):
     other = detection_benchmark(toy_tm, profile, runs[:1], standard_detectors(include=["KD"], kd_bandwidth=0.3),
                                 n_images=60, n_reference=120, n_boot=20, cache=cache)
     assert not other.results["cached"].any()
-
-
-def _results():
-    rows = []
-    rng = np.random.default_rng(0)
-    for dataset in ("med", "cifar10"):
-        for attack, eps in (("bim", 2 / 256), ("bim", 8 / 256), ("pgd", 8 / 256)):
-            for det in ("KD", "LID", "MAHA", "DNN"):
-                a = float(rng.uniform(0.5, 1.0))
-                rows.append({"detector": det, "attack": attack, "dataset": dataset, "eps": eps, "auroc": a,
-                             "auroc_lo": a - 0.05, "auroc_hi": min(1.0, a + 0.05), "tpr90": a - 0.3,
-                             "tpr90_lo": a - 0.4, "tpr90_hi": a - 0.2, "n_adv": 30, "n_normal": 60, "n_fit_adv": 70,
-                             "n_kept": 100, "attack_success_rate": 0.9})
-    frame = pd.DataFrame(rows)
-    frame.loc[(frame["dataset"] == "med") & (frame["detector"] == "LID") & (frame["attack"] == "pgd"), "auroc"] = np.nan
-    return frame
-
-
-def test_text_helpers():
-    assert report.ci_text(0.9712, 0.95, 0.99) == "0.97 (0.95\u20130.99)"
-    assert report.ci_text(float("nan"), 0, 1) == "-"
-    assert report.ci_text(0.5, float("nan"), float("nan"), decimals=1) == "0.5"
-    assert report.run_label("pgd", 8 / 256) == "PGD 8/256"
-    assert report.budget_label(0.005).startswith("0.005")
-
-
-def test_ci_table_and_pivot():
-    res = _results()
-    t = report.ci_table(res, "auroc", detectors=["MAHA", "KD"])
-    assert list(t.columns[:4]) == ["dataset", "attack", "eps", "AEs"]
-    assert list(t.columns[4:6]) == ["MAHA", "KD"] and len(t) == 6
-    assert t.loc[(t["dataset"] == "med") & (t["attack"] == "PGD"), "LID"].item() == "-"
-    p = report.metric_pivot(res, "auroc")
-    assert p.shape == (4, 4) and list(p.columns.get_level_values(0)) == ["med", "med", "cifar10", "cifar10"]
-    row = res[(res["dataset"] == "med") & (res["attack"] == "bim") & (res["eps"] == 8 / 256) & (res["detector"] == "KD")]
-    assert p.loc["KD", ("med", "BIM")] == pytest.approx(row["auroc"].item())
-    flat = report.metric_pivot(res, "auroc", attacks=["bim"], flatten=True)
-    assert list(flat.columns) == ["detector", "med BIM", "cifar10 BIM"]
-    every = report.metric_pivot(res, "auroc", eps=None)
-    assert every.shape[1] == 6
-
-
-def test_best_detector_and_summary():
-    res = _results()
-    best = report.best_detector(res, ["KD", "LID", "MAHA"], attacks=["bim", "pgd"])
-    assert len(best) == 4 and set(best["eps"]) == {8 / 256}
-    for r in best.itertuples():
-        part = res[(res["dataset"] == r.dataset) & (res["attack"] == r.attack) & (res["eps"] == r.eps)
-                   & res["detector"].isin(["KD", "LID", "MAHA"])]
-        assert r.auroc == pytest.approx(part["auroc"].max())
-    s = report.attack_summary(res)
-    assert len(s) == 6 and (s["success rate"] == 0.9).all() and (s["AEs (held out)"] == 30).all()
-    with pytest.raises(KeyError, match="lack column"):
-        report.ci_table(res.drop(columns="auroc"))
-
-
-def test_figures():
-    res = _results()
-    fig = report.detection_heatmap(res)
-    assert isinstance(fig, Figure)
-    assert len([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]) >= 4
-    scores = pd.DataFrame({"detector": "KD", "kind": ["clean", "noisy", "adv"] * 10, "index": np.arange(30),
-                           "is_adv": [0, 0, 1] * 10, "score": np.linspace(0, 1, 30), "dataset": "med",
-                           "attack": "bim", "eps": 8 / 256})
-    assert isinstance(report.roc_figure(scores, detectors=["KD", "MAHA"], attack="bim"), Figure)

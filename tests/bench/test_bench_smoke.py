@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_attacks.py"
 
 
@@ -16,3 +18,16 @@ def test_bench_main_tiny(capsys):
     out = capsys.readouterr().out
     assert "medadv PGD" in out and "floor" in out and "ratio floor / ours" in out
     assert result["floor_over_ours"] > 0
+
+
+@pytest.mark.mirror
+def test_fuse_training_bench_tiny(mirror, capsys):
+    path = BENCH.with_name("bench_fuse_training.py")
+    spec = importlib.util.spec_from_file_location("bench_fuse_training", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--images", "24", "--epochs", "1", "--batch", "8", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "time ratio default / off" in out and result["default_over_off"] > 0
+    # three mini-batches: the first copies are wasted, then the attack runs unfused
+    assert result["rows"]["default"]["builds"] <= 2 and result["rows"]["off"]["builds"] == 0

@@ -1,7 +1,8 @@
-"""The book's expensive stages, cached: a profile in, a loaded dataset and a trained model out.
+"""Cached stage: a profile in, a loaded dataset and a trained model out.
 
-This is the one place where a :class:`~medadv_lib.config.Profile` is unpacked into library calls,
-so chapters and the CLI share one cache entry per (dataset, size, architecture, training settings).
+With :mod:`.adversarial` and :mod:`.detection` this package is the one place where a
+:class:`~medadv_lib.config.Profile` is unpacked into library calls, so chapters and the CLI share
+one cache entry per (dataset, size, architecture, training settings).
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .cache import Cache, CacheEntry
-from .config import Profile
-from .data import Dataset, ImageSplit, load_dataset, stratified_subset
-from .models import FeatureModel, build_model, evaluate, model_from_spec, train_model
-from .models.training import seed_everything
+from ..cache import Cache, CacheEntry
+from ..config import Profile
+from ..data import Dataset, ImageSplit, load_dataset, stratified_subset
+from ..models import FeatureModel, build_model, evaluate, model_from_spec, train_model
+from ..models.training import seed_everything
 
 log = logging.getLogger(__name__)
 TRAINING_VERSION = "1"
@@ -91,57 +92,3 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
 def default_datasets() -> list[str]:
     """The offline mirror's datasets, in the order the book presents them."""
     return ["pneumoniamnist", "breastmnist", "retinamnist", "chestxray", "cifar10"]
-
-
-ATTACK_VERSION = "1"
-
-
-def attack_subset(tm: TrainedModel, n_images: int, seed: int, *, correct_only: bool = False) -> ImageSplit:
-    """A seeded, stratified subset of the test split to attack (optionally correctly classified only)."""
-    test = tm.test
-    if correct_only:
-        from .models import predict_proba
-
-        pred = predict_proba(tm.model, test.images).argmax(1)
-        test = test.subset(torch.nonzero(pred == test.labels).flatten())
-    return test.subset(stratified_subset(test.labels, n_images, seed))
-
-
-def adversarial_examples(tm: TrainedModel, attack: str, eps: float, profile: Profile, *, seed: int = 0,
-                         targeted: bool = False, n_images: int | None = None, correct_only: bool = False,
-                         cache: Cache | None = None, **attack_kwargs) -> dict:
-    """Adversarial versions of a seeded test subset, computed once per (model, attack, eps, settings).
-
-    Returns
-    -------
-    dict
-        ``x`` (clean float images), ``y``, ``x_adv``, ``target`` (or None), ``success`` (bool),
-        ``attack`` and ``params``, plus ``cache_key``.
-    """
-    from .attacks import get_attack
-
-    cache = cache or Cache()
-    n_images = n_images or profile.attack.n_images
-    subset = attack_subset(tm, n_images, seed, correct_only=correct_only)
-    kwargs = {"eps": float(eps), "steps": profile.attack.steps, "seed": seed, "targeted": targeted, **attack_kwargs}
-    if attack.lower() == "fgsm":
-        kwargs.pop("steps")
-
-    def compute():
-        atk = get_attack(attack, tm.model, **kwargs)
-        device = next(tm.model.parameters()).device
-        parts = []
-        for start in range(0, len(subset), profile.attack.batch_size):
-            x = subset.images[start:start + profile.attack.batch_size].float().div(255).to(device)
-            y = subset.labels[start:start + profile.attack.batch_size].to(device)
-            parts.append(atk.run(x, y))
-        return {"x_adv": torch.cat([p.x_adv.cpu() for p in parts]),
-                "success": torch.cat([p.success.cpu() for p in parts]),
-                "target": torch.cat([p.target.cpu() for p in parts]) if parts[0].target is not None else None,
-                "params": parts[0].params}
-
-    params = {"attack": attack.lower(), "n_images": n_images, "correct_only": correct_only, **kwargs}
-    out, entry = cache.get_or_compute("adversarial", params, compute, version=ATTACK_VERSION,
-                                      upstream=[tm.cache.key],
-                                      command=f"medadv run <chapter> -p profile {profile.name}")
-    return {"x": subset.float(), "y": subset.labels, **out, "attack": attack.lower(), "cache_key": entry.key}

@@ -1,0 +1,66 @@
+"""Cached stage: adversarial versions of a seeded test subset of a trained model.
+
+One cache entry per (model, attack, eps, settings); the model enters the key as its upstream
+cache key, so retraining a model invalidates its adversarial sets.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..cache import Cache
+from ..config import Profile
+from ..data import ImageSplit, stratified_subset
+from .models import TrainedModel
+
+ATTACK_VERSION = "1"
+
+
+def attack_subset(tm: TrainedModel, n_images: int, seed: int, *, correct_only: bool = False) -> ImageSplit:
+    """A seeded, stratified subset of the test split to attack (optionally correctly classified only)."""
+    test = tm.test
+    if correct_only:
+        from ..models import predict_proba
+
+        pred = predict_proba(tm.model, test.images).argmax(1)
+        test = test.subset(torch.nonzero(pred == test.labels).flatten())
+    return test.subset(stratified_subset(test.labels, n_images, seed))
+
+
+def adversarial_examples(tm: TrainedModel, attack: str, eps: float, profile: Profile, *, seed: int = 0,
+                         targeted: bool = False, n_images: int | None = None, correct_only: bool = False,
+                         cache: Cache | None = None, **attack_kwargs) -> dict:
+    """Adversarial versions of a seeded test subset, computed once per (model, attack, eps, settings).
+
+    Returns
+    -------
+    dict
+        ``x`` (clean float images), ``y``, ``x_adv``, ``target`` (or None), ``success`` (bool),
+        ``attack`` and ``params``, plus ``cache_key``.
+    """
+    from ..attacks import get_attack
+
+    cache = cache or Cache()
+    n_images = n_images or profile.attack.n_images
+    subset = attack_subset(tm, n_images, seed, correct_only=correct_only)
+    kwargs = {"eps": float(eps), "steps": profile.attack.steps, "seed": seed, "targeted": targeted, **attack_kwargs}
+    if attack.lower() == "fgsm":
+        kwargs.pop("steps")
+
+    def compute():
+        atk = get_attack(attack, tm.model, **kwargs)
+        device = next(tm.model.parameters()).device
+        parts = []
+        for start in range(0, len(subset), profile.attack.batch_size):
+            x = subset.images[start:start + profile.attack.batch_size].float().div(255).to(device)
+            y = subset.labels[start:start + profile.attack.batch_size].to(device)
+            parts.append(atk.run(x, y))
+        return {"x_adv": torch.cat([p.x_adv.cpu() for p in parts]),
+                "success": torch.cat([p.success.cpu() for p in parts]),
+                "target": torch.cat([p.target.cpu() for p in parts]) if parts[0].target is not None else None,
+                "params": parts[0].params}
+
+    params = {"attack": attack.lower(), "n_images": n_images, "correct_only": correct_only, **kwargs}
+    out, entry = cache.get_or_compute("adversarial", params, compute, version=ATTACK_VERSION,
+                                      upstream=[tm.cache.key],
+                                      command=f"medadv run <chapter> -p profile {profile.name}")
+    return {"x": subset.float(), "y": subset.labels, **out, "attack": attack.lower(), "cache_key": entry.key}
