@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 
 # Names of medadv_lib.attacks.ATTACKS, kept here so that validating a profile never imports torch
 # (tests/test_config.py checks that the two agree).
-KNOWN_ATTACKS: tuple[str, ...] = ("bim", "cw", "di", "fgsm", "mim", "pgd")
+KNOWN_ATTACKS: tuple[str, ...] = ("bim", "cw", "cw_l2", "di", "fgsm", "hfc", "mim", "pgd", "smia")
 
 _DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -12,28 +12,39 @@ from .base import ATTACKS, AttackResult, IterativeAttack, attack_mode, get_attac
 from .bim import BIM
 from .budget import budget, format_budget
 from .cw import CW, margin_loss
+from .cw_l2 import CWL2
 from .di import DI
 from .fgsm import FGSM
 from .mim import MIM
 from .penalty import FeatureTargetPenalty, Penalty
 from .pgd import PGD
+from .smia import SMIA
+from .hfc import HFCConstraint, KDPenalty, MahalanobisPenalty, default_hfc_layers, fit_hfc_mixtures, hfc
 
 __all__ = [
     "ATTACKS",
     "AttackResult",
     "BIM",
     "CW",
+    "CWL2",
     "DI",
     "FGSM",
     "FeatureTargetPenalty",
+    "HFCConstraint",
     "IterativeAttack",
+    "KDPenalty",
     "MIM",
+    "MahalanobisPenalty",
     "PGD",
     "Penalty",
+    "SMIA",
     "attack_mode",
     "budget",
+    "default_hfc_layers",
+    "fit_hfc_mixtures",
     "format_budget",
     "get_attack",
+    "hfc",
     "margin_loss",
     "register_attack",
 ]

@@ -33,7 +33,7 @@ class CWL2:
     ``f = max(max_{j != t} z_j - z_t, -kappa)`` (targeted) or ``max(z_y - max_{j != y} z_j, -kappa)``
     (untargeted). Each image keeps the successful iterate of smallest L2 norm; an image never
     fooled is returned unchanged (as in the paper and torchattacks). See the Methods page
-    (:ref:`methods-attacks`).
+    (:ref:`methods-cw-l2`).
 
     Parameters
     ----------

@@ -59,7 +59,8 @@ def _as_float(value, name, *, minimum=0.0):
 class _PerClassDensities(Penalty):
     """Shared machinery: densities per (class, layer), cast lazily to the features' device and dtype."""
 
-    def __init__(self, densities: Mapping[int, Mapping[str, nn.Module]], *, lam: float, state_key: str | None):
+    def __init__(self, densities: Mapping[int, Mapping[str, nn.Module]], *, lam: float = 1.0,
+                 state_key: str | None = None):
         if not densities:
             raise ValueError("need densities for at least one class.")
         self.classes = sorted(int(c) for c in densities)
@@ -94,13 +95,14 @@ class _PerClassDensities(Penalty):
 
     def __call__(self, logits, features, y, target):
         t = self._classes_for(logits, target)
-        total = logits.new_zeros(logits.shape[0])
+        total = None
         for layer in self.layers:
             h = spatial_mean(features[layer])
+            if total is None:
+                total = h.new_zeros(h.shape[0])
             for c in torch.unique(t).tolist():
-                rows = t == c
-                total = total.index_put((rows.nonzero().squeeze(1),), self._term(self._density(c, layer, h), h[rows]),
-                                        accumulate=True)
+                rows = (t == c).nonzero().squeeze(1)
+                total = total.index_put((rows,), self._term(self._density(c, layer, h), h[rows]), accumulate=True)
         return self.lam * total
 
 
@@ -155,7 +157,8 @@ class MahalanobisPenalty(_PerClassDensities):
             raise ValueError("fit the Mahalanobis detector before building an adaptive penalty from it.")
         densities = {}
         for i, c in enumerate(detector.classes_):
-            densities[int(c)] = {layer: TorchGaussianMixture.tied(np.asarray(means[layer])[i:i + 1], covs[layer])
+            densities[int(c)] = {layer: TorchGaussianMixture.tied(np.asarray(means[layer])[i:i + 1],
+                                                                  precision=covs[layer].precision_)
                                  for layer in detector.layers_}
         return cls(densities, lam=lam, state_key=state_key)
 
@@ -254,7 +257,8 @@ def fit_hfc_mixtures(features: Mapping[str, np.ndarray], labels, *, n_components
                                          max_iter=max_iter, random_state=seed, **bgm_kwargs).fit(a[rows])
             logger.info("HFC mixture class %d, layer %s (d=%d, n=%d, K=%d): %.2f s", c, layer, a.shape[1],
                         int(rows.sum()), n_components, time.perf_counter() - start)
-            out[c][layer] = TorchGaussianMixture.from_sklearn(gm)
+            # the authors score components with the plug-in density (weights_, precisions_cholesky_)
+            out[c][layer] = TorchGaussianMixture.from_sklearn(gm, variational=False)
     return out
 
 

@@ -25,7 +25,7 @@ def guided_complement_entropy(logits: torch.Tensor, y: torch.Tensor, *, alpha: f
     which is minus the complement entropy: minimising it flattens the wrong classes (Chen et al.,
     "Improving adversarial robustness via guided complement entropy", ICCV 2019; used *alone*, in
     place of cross-entropy, in the SSAT comparison of Li, Pan & Zhu 2021). See the Methods page
-    (:ref:`methods-defences`).
+    (:ref:`methods-gce`).
 
     Parameters
     ----------

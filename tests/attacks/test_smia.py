@@ -26,7 +26,7 @@ def test_smooth_keeps_channels_apart_and_constants_fixed():
     out = smooth(x, gaussian_kernel(3, 1.0, 2))
     assert out.shape == x.shape
     assert out[:, 0].abs().max() == 0 and out[:, 2].abs().max() == 0
-    assert out[:, 1].sum().item() == pytest.approx(1.0, abs=1e-6)  # mass kept away from the border
+    assert out[0, 1].sum().item() == pytest.approx(1.0, abs=1e-6)  # mass kept away from the border
     const = torch.full((1, 2, 5, 5), 0.3)
     torch.testing.assert_close(smooth(const, gaussian_kernel(3, 1.0, 2)), const)
     with pytest.raises(ValueError, match="2-D kernel"):
@@ -48,7 +48,7 @@ def test_stabilisation_changes_the_attack_and_its_gradient_matches_finite_differ
     x = torch.rand(2, 1, 5, 5, dtype=torch.float64) * 0.5 + 0.25
     y = torch.tensor([0, 2])
     attack = SMIA(model, eps=0.05, beta2=2.0, fuse_bn=False)
-    r = 0.01 * torch.randn_like(x).sign()
+    r = 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).sign()
     state = {"layers": None, "delta_step": r, "step": 1}
 
     def objective(z):
@@ -56,7 +56,8 @@ def test_stabilisation_changes_the_attack_and_its_gradient_matches_finite_differ
 
     assert torch.autograd.gradcheck(objective, (x.clone().requires_grad_(True),), eps=1e-6, atol=1e-6)
     plain = SMIA(model, eps=0.05, beta2=0.0, fuse_bn=False).objective(x, y, None, state)[0]
-    assert not torch.allclose(objective(x), plain)  # the KL term is really there
+    gap = plain - objective(x)  # untargeted: task - beta2 * KL, and KL >= 0
+    assert (gap >= 0).all() and gap.max() > 1e-4  # the KL term is really there
     # the KL term is >= 0 and is 0 when the smoothed step does not change the prediction
     zero = {"layers": None, "delta_step": torch.zeros_like(x), "step": 1}
     torch.testing.assert_close(attack.objective(x, y, None, zero)[0], plain)
