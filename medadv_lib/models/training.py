@@ -79,7 +79,7 @@ class CrossEntropy:
 
 
 def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-    """Weights ``n / (K * n_k)`` per class (scikit-learn's ``class_weight="balanced"``).
+    """Weights ``n / (K * n_k)`` per class (scikit-learn's ``class_weight="balanced"``), K the classes present.
 
     With them every class contributes the same total weight to the loss, so a model of an
     imbalanced set (BreastMNIST: 27 % malignant) is not rewarded for predicting the majority class.
@@ -87,7 +87,8 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None)
     """
     k = int(num_classes or int(labels.max()) + 1)
     counts = torch.bincount(labels.long(), minlength=k).double()
-    weights = torch.where(counts > 0, counts.sum() / (k * counts.clamp_min(1)), torch.zeros_like(counts))
+    present = int((counts > 0).sum())  # K counts the classes present, so the weighted total stays n
+    weights = torch.where(counts > 0, counts.sum() / (present * counts.clamp_min(1)), torch.zeros_like(counts))
     return weights.float()
 
 
