@@ -52,3 +52,15 @@ def test_torch_threads_restores_the_setting():
     with prepare.torch_threads(before + 1):
         assert torch.get_num_threads() == before + 1
     assert torch.get_num_threads() == before
+
+
+def test_reported_medmnist_table_and_comparison():
+    from medadv_lib import papers
+
+    assert papers.reported("medmnist_v2_resnet18_28", "breastmnist") == {"accuracy": 0.863, "auroc": 0.901}
+    assert papers.reported("medmnist_v2_resnet18_28", "cifar10") is None
+    with pytest.raises(KeyError, match="tables"):
+        papers.reported("nope", "breastmnist")
+    frame = papers.comparison_frame({"breastmnist": {"accuracy": 0.8, "auroc": 0.85}, "cifar10": {"accuracy": 0.5, "auroc": 0.9}})
+    assert list(frame["dataset"]) == ["breastmnist"]
+    assert frame["AUROC gap"].iloc[0] == pytest.approx(0.85 - 0.901)
