@@ -120,7 +120,9 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
                 "training": {"epochs": epochs_for(len(train), cfg.batch_size, cfg.epochs, cfg.min_steps),
                              "class_weights": None if objective is None or getattr(objective, "weight", None) is None
                              else [float(w) for w in objective.weight],
-                             "objective": spec}}
+                             "objective": spec,
+                             # weights depend on it (oneDNN/MKL split reductions by thread); not in the key
+                             "threads": torch.get_num_threads()}}
 
     command = f"medadv train --dataset {name} --profile {profile.name} --seed {seed}"
     payload, entry = cache.get_or_compute("model", params, compute, version=TRAINING_VERSION,
