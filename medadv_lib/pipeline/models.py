@@ -80,8 +80,8 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
     desc : str, optional
         Label of the progress bar (default: the data set's name).
     """
-    from .cache import stage_key
-    from .models.training import CrossEntropy, balanced_class_weights, epochs_for
+    from ..cache import stage_key
+    from ..models.training import CrossEntropy, balanced_class_weights, epochs_for
 
     cache = cache or Cache()
     device = device or profile.resolved_device()
