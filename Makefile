@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PROFILE ?=
+ARGS    ?=
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-10)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -38,8 +39,10 @@ test: install chromium
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/python tests/run_notebooks.py
 
+# relative MEDADV_DATA_DIR/MEDADV_CACHE_DIR/MEDADV_OUTPUT_DIR are read against this folder (the repo root);
+# extra options through ARGS, e.g. make book ARGS="--timeout 7200" or ARGS="--prepare-only"
 book: install
-	$(BIN)/medadv book $(if $(PROFILE),--profile $(PROFILE))
+	$(BIN)/medadv book $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
 bench: install
 	$(BIN)/python -m pip install -q --no-deps torchattacks

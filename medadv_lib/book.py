@@ -48,6 +48,8 @@ PROFILE_ENV = "MEDADV_PROFILE"
 #: Chapters executed after all others (they report on the others).
 RUN_LAST = ("reproducibility",)
 KERNEL = "python3"
+#: Name of the prepare stage (models trained before the chapters) in ``timings.json``.
+PREPARE_STAGE = "prepare (models)"
 #: Files of ``book/`` never copied into the staging folder.
 _SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".DS_Store"}
 
@@ -362,6 +364,8 @@ def run_chapter(chapter: str | os.PathLike, profile: str | None = None, paramete
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
+    # the kernel runs in book/: a relative MEDADV_DATA_DIR must mean the caller's folder, not book/
+    paths.absolute_environment()
     source = chapter_path(chapter)
     name = source.stem
     nb = convert(source)
@@ -384,8 +388,10 @@ def run_chapter(chapter: str | os.PathLike, profile: str | None = None, paramete
         raise ExecutionError(f"chapter {name!r} failed in cell [{err.exec_count}] with {err.ename}: {err.evalue}\n"
                              f"the executed notebook with the traceback is {out}") from err
     except CellTimeoutError as err:
-        raise ExecutionError(f"chapter {name!r}: a cell ran longer than the {timeout} s cell timeout "
-                             f"(raise it with --timeout); partial notebook: {out}") from err
+        raise ExecutionError(f"chapter {name!r}: a cell ran longer than the {timeout} s cell timeout, which guards "
+                             f"against hangs; if the machine is just slow, raise it: `medadv book --timeout "
+                             f"{2 * (timeout or 1800)}` (or `make book ARGS=\"--timeout {2 * (timeout or 1800)}\"`, "
+                             f"`medadv run {name} --timeout ...`); partial notebook: {out}") from err
     except DeadKernelError as err:
         raise ExecutionError(f"chapter {name!r}: the kernel died (out of memory?); partial notebook: {out}") from err
     seconds = time.perf_counter() - start
@@ -603,7 +609,8 @@ class BookBuild:
 
 
 def build_book(profile: str | None = None, chapters: Sequence[str] | None = None, timeout: int | None = 1800,
-               execute: bool = True, *, progress: bool = True, echo: bool = True) -> BookBuild:
+               execute: bool = True, *, progress: bool = True, echo: bool = True, prepare: bool = True,
+               prepare_only: bool = False) -> BookBuild | list[dict]:
     """Execute the chapters of ``_toc.yml`` at ``profile`` (reusing the model cache), then render the site.
 
     Parameters
@@ -616,12 +623,19 @@ def build_book(profile: str | None = None, chapters: Sequence[str] | None = None
         Per-cell timeout in seconds.
     execute : bool
         False renders the notebooks executed last time (``medadv book --no-execute``).
+    prepare : bool
+        Before the chapters, check that their data exist (one message listing every missing file
+        and how to get it) and train every model they need (:mod:`medadv_lib.prepare`), with
+        progress in the terminal; the chapters then load the models from the cache.
+    prepare_only : bool
+        Stop after the prepare stage (``medadv book --prepare-only``); returns its rows.
 
     Writes ``_build/<profile>/timings.json`` (and ``.csv``) after every chapter, so that the
     reproducibility page, executed last, shows the times of this build.
     """
     from .config import get_profile
 
+    paths.absolute_environment()  # before any kernel inherits the environment
     profile = profile or default_profile()
     get_profile(profile)
     in_toc = toc_chapters()
@@ -630,20 +644,34 @@ def build_book(profile: str | None = None, chapters: Sequence[str] | None = None
     if bad:
         raise ParameterError(f"chapter(s) {', '.join(bad)} not in _toc.yml; its chapters are: {', '.join(in_toc)}")
     selected = [c for c in in_toc if c in selected]  # toc order, RUN_LAST last
-    stage_sources(profile)
     previous = {r["chapter"]: r for r in read_timings(profile)}
+    if (execute and prepare) or prepare_only:
+        from .prepare import DataMissingError, prepare_book
+
+        start = time.perf_counter()
+        try:
+            models = prepare_book(profile, selected, progress=progress, echo=echo)
+        except DataMissingError as err:
+            raise BookError(str(err)) from err
+        previous[PREPARE_STAGE] = {"chapter": PREPARE_STAGE, "seconds": round(time.perf_counter() - start, 2),
+                                   "finished": _now(), "parameters": {"models": len(models),
+                                                                      "trained": sum(m["source"] == "trained" for m in models)}}
+        write_timings(profile, [previous[c] for c in [PREPARE_STAGE, *in_toc] if c in previous])
+        if prepare_only:
+            return models
+    stage_sources(profile)
     if execute:
         for name in selected:
             run = run_chapter(name, profile=profile, timeout=timeout, progress=progress, echo=echo)
             shown = {k: v for k, v in run.parameters.items() if k != "profile"}
             previous[name] = {"chapter": name, "seconds": round(run.seconds, 2), "finished": _now(),
                               "parameters": shown, "notebook": str(run.path.relative_to(stage_dir(profile)))}
-            write_timings(profile, [previous[c] for c in in_toc if c in previous])
+            write_timings(profile, [previous[c] for c in [PREPARE_STAGE, *in_toc] if c in previous])
     missing = [c for c in in_toc if not (source_dir(profile) / "book" / f"{c}.ipynb").is_file()]
     if missing:
         raise BookError(f"no executed notebook at profile {profile} for: {', '.join(missing)}; run "
                         f"`medadv book --profile {profile}` (or `medadv run CHAPTER --profile {profile}`) first")
-    rows = [previous[c] for c in in_toc if c in previous]
+    rows = [previous[c] for c in [PREPARE_STAGE, *in_toc] if c in previous]
     start = time.perf_counter()
     index = render(profile)
     if echo:

@@ -112,19 +112,25 @@ def _cmd_train(args) -> int:
     from .config import get_profile
     from .pipeline import default_datasets, trained_model
 
+    from .prepare import torch_threads
+
     overrides = list(args.set or [])
     if args.device is not None:  # validated with the profile, so --device and --set device agree
         overrides.append(("device", args.device))
     profile = get_profile(args.profile, overrides)
     device = profile.resolved_device()  # ConfigError naming the fix when CUDA is asked for but absent
     names = args.dataset or default_datasets()
-    print(f"profile {profile.name}: {profile.train.arch} at {profile.data.image_size} px, "
-          f"{profile.train.epochs} epochs, train subset {profile.data.train_size}, device {device}")
+    cfg = profile.train
+    budget = f" (at least {cfg.min_steps} SGD steps)" if cfg.min_steps else ""
+    print(f"profile {profile.name}: {cfg.arch} at {profile.data.image_size} px, {cfg.epochs} epochs{budget}, "
+          f"class weights {cfg.class_weights}, train subset {profile.data.train_size}, "
+          f"device {device}, {args.threads or 'default'} torch thread(s)")
     header = f"{'dataset':16s} {'acc':>6s} {'bal.acc':>7s} {'AUROC':>6s} {'n_test':>6s} {'seconds':>8s}  source"
     print(header)
     for name in names:
         start = time.perf_counter()
-        tm = trained_model(name, profile, seed=args.seed, device=device)
+        with torch_threads(args.threads):
+            tm = trained_model(name, profile, seed=args.seed, device=device)
         m = tm.metrics
         print(f"{name:16s} {m['accuracy']:6.3f} {m['balanced_accuracy']:7.3f} {m['auroc']:6.3f} {m['n']:6d} "
               f"{time.perf_counter() - start:8.1f}  {'cache' if tm.cache.hit else 'trained'} ({tm.cache.key})")
@@ -147,7 +153,8 @@ def _cmd_book(args) -> int:
     from .book import BookError, build_book
 
     try:
-        build_book(profile=args.profile, chapters=args.chapters, timeout=args.timeout, execute=not args.no_execute)
+        build_book(profile=args.profile, chapters=args.chapters, timeout=args.timeout, execute=not args.no_execute,
+                   prepare=not args.no_prepare, prepare_only=args.prepare_only)
     except BookError as err:
         print(f"medadv: error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
@@ -216,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None, type=_device, help="cpu, cuda or cuda:N (default: the profile's)")
     train.add_argument("--set", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override, e.g. train.epochs 2")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch intra-op threads while training (weights depend on it; `medadv book` uses 2)")
     train.set_defaults(func=_cmd_train)
 
     run = sub.add_parser("run", help="execute one chapter with papermill")
@@ -230,8 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="execute every chapter and render the site")
     book.add_argument("--profile", default=None, help=profile_help + " (default: paper with CUDA, else cpu)")
     book.add_argument("--chapters", nargs="*", default=None, help="only these chapters")
-    book.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    book.add_argument("--timeout", type=int, default=1800,
+                      help="per-cell timeout in seconds, a guard against hangs (through make: ARGS=\"--timeout 7200\")")
     book.add_argument("--no-execute", action="store_true", help="render the notebooks executed last time")
+    book.add_argument("--prepare-only", action="store_true",
+                      help="check the data and train every model the chapters need, then stop")
+    book.add_argument("--no-prepare", action="store_true",
+                      help="skip the prepare stage (chapters then train missing models in their cells)")
     book.set_defaults(func=_cmd_book)
 
     cache = sub.add_parser("cache", help="maintain the cache folder").add_subparsers(dest="action", required=True)
@@ -257,8 +271,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Command-line options holding paths; made absolute against the folder the command was run from.
+_PATH_OPTIONS = ("output", "data_dir")
+
+
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """Fix every user-given relative path to the folder the command was run from, before any work.
+
+    The folder variables (``MEDADV_DATA_DIR``, ``MEDADV_CACHE_DIR``, ``MEDADV_OUTPUT_DIR``) are
+    rewritten in the environment that chapter kernels inherit (they run in ``book/``), and the
+    path options in ``args``.
+    """
+    paths.absolute_environment()
+    for name in _PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if value:
+            setattr(args, name, str(paths.absolute_path(value)))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = absolute_paths(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .cache import CacheMissError
 

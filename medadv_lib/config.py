@@ -140,6 +140,8 @@ class TrainConfig(_Section):
     dropout: float = 0.3
     augment: bool = True
     weights: str | None = None
+    min_steps: int = 0  # train more epochs when a small set would otherwise get fewer SGD steps
+    class_weights: str = "none"  # "none" or "balanced" (n / (K n_k) per class in the cross-entropy)
 
     _section: ClassVar[str] = "train"
 
@@ -150,6 +152,9 @@ class TrainConfig(_Section):
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         _check(0 <= self.dropout < 1, f"train.dropout must be in [0, 1), got {self.dropout}")
+        _check(self.min_steps >= 0, f"train.min_steps must be >= 0, got {self.min_steps}")
+        _check(self.class_weights in ("none", "balanced"),
+               f"train.class_weights must be 'none' or 'balanced', got {self.class_weights!r}")
 
 
 @dataclass(frozen=True)
@@ -299,7 +304,7 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", device="auto",
         data=DataConfig(image_size=28, train_size=3000, test_size=600),
-        train=TrainConfig(arch="resnet18", epochs=6, batch_size=64, lr=0.05),
+        train=TrainConfig(arch="resnet18", epochs=6, batch_size=64, lr=0.05, min_steps=282, class_weights="balanced"),
         attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=200, batch_size=100, curve_images=64, stress_images=6,
                             stress_channels=12, stress_eps_k=(1, 4), stats_images=1000, direction_images=48),
         detect=DetectConfig(n_images=400, bu_passes=30, dnn_iterations=200, n_boot=200,

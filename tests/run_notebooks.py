@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
         target = out / f"{book.chapter_path(name).stem}.ipynb"
         book.convert(name, target)
         notebooks.append(str(target))
+    paths.absolute_environment()  # nbval's kernels run elsewhere: a relative MEDADV_DATA_DIR means this folder
     if not paths.data_dir().is_dir():
         print(f"warning: data folder {paths.data_dir()} does not exist; set {paths.DATA_ENV} to the offline mirror",
               file=sys.stderr)

@@ -127,10 +127,7 @@ def robustness_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Se
         if e == 0:
             n_correct = int((predictions(model, x, batch_size=batch_size) == y.cpu()).sum())
         else:
-            kwargs = {"eps": e, "seed": seed, **attack_kwargs}
-            if attack.lower() != "fgsm":
-                kwargs["steps"] = steps
-            atk = get_attack(attack, model, **kwargs)
+            atk = get_attack(attack, model, eps=e, seed=seed, steps=steps, **attack_kwargs)  # FGSM drops steps
             n_correct = 0
             for start in range(0, x.shape[0], batch_size):
                 xb, yb = x[start:start + batch_size], y[start:start + batch_size]

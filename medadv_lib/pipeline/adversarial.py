@@ -12,7 +12,11 @@ from ..config import Profile
 from ..data import ImageSplit, stratified_subset
 from .models import TrainedModel
 
-ATTACK_VERSION = "1"
+#: 2: the key is the attack's own ``spec()`` (name, algorithm version, hyper-parameters, penalties)
+ATTACK_VERSION = "2"
+#: Attacks whose number of steps follows their own rule (HFC: 2 * eps / step; C&W-L2: Adam steps),
+#: so the profile's ``attack.steps`` is not imposed on them.
+OWN_STEPS = frozenset({"hfc", "cw_l2"})
 
 
 def attack_subset(tm: TrainedModel, n_images: int, seed: int, *, correct_only: bool = False) -> ImageSplit:
@@ -26,10 +30,17 @@ def attack_subset(tm: TrainedModel, n_images: int, seed: int, *, correct_only: b
     return test.subset(stratified_subset(test.labels, n_images, seed))
 
 
-def adversarial_examples(tm: TrainedModel, attack: str, eps: float, profile: Profile, *, seed: int = 0,
+def adversarial_examples(tm: TrainedModel, attack: str, eps: float | None, profile: Profile, *, seed: int = 0,
                          targeted: bool = False, n_images: int | None = None, correct_only: bool = False,
                          cache: Cache | None = None, **attack_kwargs) -> dict:
-    """Adversarial versions of a seeded test subset, computed once per (model, attack, eps, settings).
+    """Adversarial versions of a seeded test subset, computed once per (model, attack spec, subset).
+
+    The attack is built by :func:`~medadv_lib.attacks.get_attack` from ``attack``, ``eps`` (None for
+    attacks without a budget, C&W-L2), the profile's ``attack.steps`` (unless given, or the attack
+    follows its own step rule, :data:`OWN_STEPS`), ``seed``, ``targeted`` and ``attack_kwargs``
+    (penalties included). Its cache key is the attack's ``spec()``, and the fitted state of every
+    penalty (``state_key``, e.g. HFC's mixtures) is an upstream key, so changing a penalty's fit
+    recomputes the set.
 
     Returns
     -------
@@ -42,12 +53,16 @@ def adversarial_examples(tm: TrainedModel, attack: str, eps: float, profile: Pro
     cache = cache or Cache()
     n_images = n_images or profile.attack.n_images
     subset = attack_subset(tm, n_images, seed, correct_only=correct_only)
-    kwargs = {"eps": float(eps), "steps": profile.attack.steps, "seed": seed, "targeted": targeted, **attack_kwargs}
-    if attack.lower() == "fgsm":
-        kwargs.pop("steps")
+    kwargs = {"seed": seed, "targeted": targeted, **attack_kwargs}
+    if eps is not None:
+        kwargs["eps"] = float(eps)
+    if attack.lower() not in OWN_STEPS:
+        kwargs.setdefault("steps", profile.attack.steps)  # get_attack drops it for FGSM
+    atk = get_attack(attack, tm.model, **kwargs)
+    spec = atk.spec() if hasattr(atk, "spec") else {"name": attack.lower(), "hyperparameters": atk.hyperparameters()}
+    state_keys = [p["state_key"] for p in spec.get("penalties", []) if p.get("state_key")]
 
     def compute():
-        atk = get_attack(attack, tm.model, **kwargs)
         device = next(tm.model.parameters()).device
         parts = []
         for start in range(0, len(subset), profile.attack.batch_size):
@@ -59,8 +74,8 @@ def adversarial_examples(tm: TrainedModel, attack: str, eps: float, profile: Pro
                 "target": torch.cat([p.target.cpu() for p in parts]) if parts[0].target is not None else None,
                 "params": parts[0].params}
 
-    params = {"attack": attack.lower(), "n_images": n_images, "correct_only": correct_only, **kwargs}
+    params = {"attack": attack.lower(), "spec": spec, "n_images": n_images, "correct_only": correct_only}
     out, entry = cache.get_or_compute("adversarial", params, compute, version=ATTACK_VERSION,
-                                      upstream=[tm.cache.key],
+                                      upstream=[tm.cache.key, *state_keys],
                                       command=f"medadv run <chapter> -p profile {profile.name}")
     return {"x": subset.float(), "y": subset.labels, **out, "attack": attack.lower(), "cache_key": entry.key}

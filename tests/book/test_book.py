@@ -6,6 +6,7 @@ render a small book with Sphinx.
 from __future__ import annotations
 
 import ast
+import os
 import json
 import math
 import re
@@ -355,3 +356,36 @@ def test_methods_page_labels_every_method_and_is_a_plain_page():
         assert after.startswith("#"), f"({label})= is not followed by a heading"
     entries = book.toc_entries()
     assert entries.index("book/methods") < entries.index("book/reproducibility")
+
+
+@pytest.mark.slow
+@pytest.mark.mirror
+def test_run_chapter_with_a_relative_data_folder_from_another_folder(book_env, tmp_path, monkeypatch):
+    """``MEDADV_DATA_DIR=../shared/data`` means the caller's folder, although the kernel runs in ``book/``."""
+    import nbformat
+
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    relative = os.path.relpath(book_env, elsewhere)
+    assert not os.path.isabs(relative) and relative.startswith("..")
+    monkeypatch.setenv(paths.DATA_ENV, relative)
+    run = book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "breastmnist"},
+                           output="dm.ipynb", progress=False, echo=False)
+    assert run.path == (elsewhere / "dm.ipynb")
+    assert os.environ[paths.DATA_ENV] == str(book_env.resolve()) or os.path.samefile(os.environ[paths.DATA_ENV], book_env)
+    nb = nbformat.read(str(run.path), as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def test_build_book_names_every_missing_data_set_before_any_work(output_dir, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(paths.DATA_ENV, "empty")  # relative: resolved against the folder the command runs from
+    code = cli.main(["book", "--profile", "smoke"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert str(empty) in err and "medadv data download breastmnist" in err and "kaggle.com" in err
+    assert "Traceback" not in err and len(err.splitlines()) < 25  # one screen
+    assert not book.source_dir("smoke").exists()  # nothing was staged, trained or executed
