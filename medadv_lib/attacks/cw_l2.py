@@ -91,6 +91,11 @@ class CWL2:
                 "binary_search_steps": self.binary_search_steps, "abort_early": self.abort_early,
                 "targeted": self.targeted, "seed": self.seed}
 
+    def spec(self) -> dict:
+        """JSON-able description a cache can hash (as :meth:`IterativeAttack.spec`)."""
+        return {"name": self.name, "class": type(self).__qualname__, "version": 1,
+                "hyperparameters": self.hyperparameters(), "penalties": []}
+
     def __repr__(self) -> str:
         return f"CWL2({', '.join(f'{k}={v}' for k, v in self.hyperparameters().items())})"
 
