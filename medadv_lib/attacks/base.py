@@ -23,13 +23,13 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.utils import PENULTIMATE, frozen
 from ..validation import check_eps, check_images, check_labels, check_positive_int
 from ._fast import EVAL_COPIES
 from .penalty import check_penalties, spatial_mean
@@ -45,7 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PENULTIMATE = "penultimate"  # same name as medadv_lib.models.PENULTIMATE, kept local to avoid importing torchvision
 
 #: Registry of attack classes by lower-case name; filled by :func:`register_attack`.
 ATTACKS: dict[str, type] = {}
@@ -151,30 +150,10 @@ class AttackResult:
         return float(self.success.float().mean())
 
 
-@contextmanager
-def attack_mode(model: nn.Module):
-    """Put ``model`` in eval mode with frozen parameters; restore both afterwards, even on error.
-
-    Freezing parameters (``requires_grad_(False)``) keeps autograd from saving activations that
-    only weight gradients need; the previous per-module ``training`` flags and per-parameter
-    ``requires_grad`` flags are restored exactly, so mixed modes survive an attack.
-
-    Attacks are always crafted in eval mode (BatchNorm with running statistics, no dropout), also
-    inside a training loop, as FGSM adversarial training and SSAT want; there is no train-mode
-    option, and the attack never updates BatchNorm statistics.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    try:
-        model.eval()
-        for p in trainable:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)
-        for module, training in modes:
-            module.training = training
+#: Eval mode with frozen parameters, restored exactly afterwards (:func:`medadv_lib.models.frozen`).
+#: Attacks are always crafted in eval mode (BatchNorm with running statistics, no dropout), also
+#: inside a training loop; they never update BatchNorm statistics.
+attack_mode = frozen
 
 
 def _check_flag(value, name: str) -> bool:

@@ -31,15 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
+from ..models.utils import spatial_mean  # re-exported: the HFC work's per-channel feature
+
 __all__ = ["FeatureTargetPenalty", "Penalty", "check_penalties", "spatial_mean"]
-
-
-def spatial_mean(feature: torch.Tensor) -> torch.Tensor:
-    """(N, C, *spatial) -> (N, C) mean over the spatial axes; an (N, D) vector is returned as is.
-
-    The HFC work measures feature maps by their per-channel spatial means (Yao et al. 2021, Sec. 2).
-    """
-    return feature.flatten(2).mean(2) if feature.dim() > 2 else feature
 
 
 class Penalty:
