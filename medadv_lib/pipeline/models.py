@@ -107,7 +107,9 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
     checkpoint = cache.root / "checkpoints" / f"{key}.pt"
 
     def compute():
-        mean, std = channel_stats(train.images)
+        # a pretrained backbone keeps the input scaling its weights were trained with (ImageNet
+        # statistics, or Lite0's (255x - 127) / 128); a model trained from scratch uses the data's
+        mean, std = (None, None) if cfg.weights else channel_stats(train.images)
         seed_everything(seed)  # the initial weights are part of what the seed fixes
         model = build_model(cfg.arch, in_channels=dataset.channels, num_classes=dataset.num_classes,
                             image_size=dataset.size, dropout=cfg.dropout, weights=cfg.weights, mean=mean, std=std)
