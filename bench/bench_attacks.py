@@ -1,4 +1,4 @@
-"""Benchmark: our PGD against torchattacks' PGD and against the bare floor.
+"""Benchmark: our PGD against torchattacks' PGD and against the bare floor; SMIA's step against BIM's.
 
 The floor is the least work any L-infinity PGD must do *on the given model*: per step one forward
 pass and one backward pass for the gradient with respect to the input only (parameters frozen),
@@ -11,6 +11,12 @@ passes use a cached eval copy of the model with every BatchNorm folded into the 
 convolution and, on the CPU, channels-last weights (``fuse_bn=True``; see
 ``medadv_lib/attacks/_fast.py``). That is how it can beat the floor, which runs the model as given;
 the row "medadv PGD (fuse_bn=False)" shows our loop on the model as given (``--no-unfused`` drops it).
+
+SMIA (Qi et al., ICLR 2021) needs a second forward pass per step (the prediction on the input plus
+the smoothed previous step) and the gradient through both; its rows "medadv BIM" and "medadv SMIA"
+run at the same batch, budget and steps, and the SMIA-step / BIM-step cost ratio is printed (the
+SMIA issue's target: at most 2.5x on the ``cpu`` ResNet-18, i.e. ``--image-size 28``; ``--no-smia``
+drops the rows).
 
 Run: ``python bench/bench_attacks.py --arch resnet18 --image-size 32 --batch 64 --steps 10``.
 torchattacks is optional: ``pip install --no-deps torchattacks``.
@@ -25,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from medadv_lib.attacks import PGD
+from medadv_lib.attacks import BIM, PGD, SMIA
 from medadv_lib.attacks._fast import EVAL_COPIES
 from medadv_lib.models import build_model
 
@@ -63,8 +69,11 @@ def _time(fn, device):
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def build_runners(model, x, y, *, eps, alpha, steps, unfused=True):
+def build_runners(model, x, y, *, eps, alpha, steps, unfused=True, smia=True):
     runners = {"medadv PGD": lambda: PGD(model, eps=eps, alpha=alpha, steps=steps, seed=0)(x, y)}
+    if smia:
+        runners["medadv BIM"] = lambda: BIM(model, eps=eps, alpha=alpha, steps=steps)(x, y)
+        runners["medadv SMIA"] = lambda: SMIA(model, eps=eps, alpha=alpha, steps=steps)(x, y)
     if unfused:
         runners["medadv PGD (fuse_bn=False)"] = lambda: PGD(model, eps=eps, alpha=alpha, steps=steps, seed=0,
                                                             fuse_bn=False)(x, y)
@@ -93,6 +102,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--no-unfused", dest="unfused", action="store_false",
                         help="skip the row of our PGD with fuse_bn=False")
+    parser.add_argument("--no-smia", dest="smia", action="store_false",
+                        help="skip the BIM and SMIA rows (SMIA-step / BIM-step cost ratio)")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -104,7 +115,8 @@ def main(argv=None) -> dict:
     x = torch.rand(args.batch, args.channels, args.image_size, args.image_size, device=device)
     y = torch.randint(0, args.classes, (args.batch,), device=device)
     alpha = args.eps / 5
-    runners = build_runners(model, x, y, eps=args.eps, alpha=alpha, steps=args.steps, unfused=args.unfused)
+    runners = build_runners(model, x, y, eps=args.eps, alpha=alpha, steps=args.steps, unfused=args.unfused,
+                            smia=args.smia)
     fast = EVAL_COPIES.get(model)
     optimisations = fast.describe() if fast is not None else "none apply to this model (no foldable BatchNorm)"
     active = {name: fn for name, fn in runners.items() if fn is not None}
@@ -148,6 +160,12 @@ def main(argv=None) -> dict:
         result["fused_over_unfused_cpu"] = cpu_rate["medadv PGD"] / cpu_rate["medadv PGD (fuse_bn=False)"]
         print(f"ratio fuse_bn on / off (speed-up):   {result['fused_over_unfused']:.2f} wall, "
               f"{result['fused_over_unfused_cpu']:.2f} CPU time")
+    if "medadv SMIA" in rate:
+        # same steps and batch, so the ratio of run times is the ratio of per-step costs
+        result["smia_over_bim"] = wall["medadv SMIA"] / wall["medadv BIM"]
+        result["smia_over_bim_cpu"] = cpu["medadv SMIA"] / cpu["medadv BIM"]
+        print(f"ratio SMIA step / BIM step (cost):   {result['smia_over_bim']:.2f} wall, "
+              f"{result['smia_over_bim_cpu']:.2f} CPU time (target <= 2.5)")
     return result
 
 

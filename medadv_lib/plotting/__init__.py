@@ -4,7 +4,8 @@
   :func:`save_figure`, :func:`table` (display formatting of a DataFrame);
 * :mod:`.data`: sample grids, class balance, training histories, execution times;
 * :mod:`.analysis`: accuracy under attack, the stress test, the fixed-direction effect;
-* :mod:`.detection`: detector heat-maps and ROC curves.
+* :mod:`.detection`: detector heat-maps and ROC curves;
+* :mod:`.smia`: the SMIA chapter (accuracy under four attacks, loss bands, perturbations, beta2).
 
 The DataFrames the tables show are built in :mod:`medadv_lib.tables`; nothing here computes a
 result. A new chapter adds its figures as a module here.
@@ -18,10 +19,11 @@ Typical chapter use::
 from .analysis import cosine_plot, pca_plot, robustness_plot, stress_plot, trajectory_plot
 from .data import class_balance_plot, history_plot, pick_per_class, sample_grid, timings_plot
 from .detection import detection_heatmap, roc_figure
+from .smia import ATTACK_COLORS, attack_curves_plot, beta2_plot, loss_trace_plot, perturbation_grid
 from .style import (DOMAIN_COLORS, PALETTE, SPLIT_COLORS, STYLE, TABLE_STYLES, dataset_colors, natural_datasets,
                     new_figure, save_figure, show, table, use_style)
 
-__all__ = ["DOMAIN_COLORS", "PALETTE", "SPLIT_COLORS", "STYLE", "TABLE_STYLES", "class_balance_plot", "cosine_plot",
+__all__ = ["ATTACK_COLORS", "DOMAIN_COLORS", "attack_curves_plot", "beta2_plot", "loss_trace_plot", "perturbation_grid", "PALETTE", "SPLIT_COLORS", "STYLE", "TABLE_STYLES", "class_balance_plot", "cosine_plot",
            "dataset_colors", "detection_heatmap", "history_plot", "natural_datasets", "new_figure", "pca_plot",
            "pick_per_class", "robustness_plot", "roc_figure", "sample_grid", "save_figure", "show", "stress_plot",
            "table", "timings_plot", "trajectory_plot", "use_style"]

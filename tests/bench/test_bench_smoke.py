@@ -18,6 +18,7 @@ def test_bench_main_tiny(capsys):
     out = capsys.readouterr().out
     assert "medadv PGD" in out and "floor" in out and "ratio floor / ours" in out
     assert result["floor_over_ours"] > 0
+    assert "ratio SMIA step / BIM step" in out and result["smia_over_bim"] > 0
 
 
 @pytest.mark.mirror
