@@ -384,3 +384,79 @@ def pca_view(tm, exp: HFCExperiment, *, base: str, layers: Sequence[str], n_refe
             out.append(pd.DataFrame({"layer": layer, "kind": kind, "pc1": z[:, 0], "pc2": z[:, 1],
                                      "target": target}))
     return pd.concat(out, ignore_index=True)
+
+
+_KIND_LABELS = {"base": "{b}", "hfc": "HFC ({b})", "adaptive_kd": "adaptive KD ({b})",
+                "adaptive_maha": "adaptive MAHA ({b})"}
+#: The detector each adaptive attack targets (the others are "not targeted" by it).
+ADAPTIVE_TARGETS = {"adaptive_kd": ("KD", "KD+BU"), "adaptive_maha": ("MAHA",)}
+
+
+def display_label(base: str, kind: str) -> str:
+    """Reader label of an attack kind: ``"HFC (BIM)"``, ``"adaptive KD (PGD)"``, ``"BIM"``."""
+    from ..tables import attack_label as human
+
+    return _KIND_LABELS[kind].format(b=human(base))
+
+
+def for_display(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with ``attack`` replaced by its reader label (for the formatting tables)."""
+    return results.assign(attack=[display_label(b, k) for b, k in zip(results["base"], results["kind"])])
+
+
+def hfc_claims(results: pd.DataFrame, attacks: pd.DataFrame, *, feature_space: Sequence[str] = ("KD", "LID", "MAHA"),
+               setting: str = "paper") -> pd.DataFrame:
+    """The chapter's claims, measured, one row per (dataset, base): the values and a pass flag each.
+
+    * ``success_gap``: base success rate minus HFC's, in points (claim: at most 5);
+    * ``fs_drop``: mean AUROC of ``feature_space`` on base AEs minus on HFC AEs (claim: >= 0.15);
+    * ``tpr_all_fall``: every detector's TPR at 90 % TNR is lower on HFC AEs than on base AEs;
+    * ``hfc_vs_<adaptive>``: HFC's mean AUROC over the detectors the adaptive attack does not
+      target, minus that adaptive attack's mean over the same detectors (claim: < 0).
+
+    Scores come from ``setting`` (default ``"paper"``: detectors fitted on base AEs).
+    """
+    res = results[results["setting"] == setting]
+    rows = []
+    for (dataset, base), grp in res.groupby(["dataset", "base"], sort=False):
+        by = {k: g.set_index("detector") for k, g in grp.groupby("kind")}
+        att = attacks[(attacks["dataset"] == dataset) & (attacks["base"] == base)].set_index("kind")
+        gap = 100 * (att.loc["base", "success_rate"] - att.loc["hfc", "success_rate"])
+        fs = [d for d in feature_space if d in by["base"].index]
+        drop = float(by["base"].loc[fs, "auroc"].mean() - by["hfc"].loc[fs, "auroc"].mean())
+        common = by["base"].index.intersection(by["hfc"].index)
+        tb, th = by["base"].loc[common, "tpr90"], by["hfc"].loc[common, "tpr90"]
+        row = {"dataset": dataset, "base": base, "success_base": float(att.loc["base", "success_rate"]),
+               "success_hfc": float(att.loc["hfc", "success_rate"]), "success_gap": float(gap),
+               "success_ok": bool(abs(gap) <= 5 or gap < 0), "fs_drop": drop, "fs_drop_ok": bool(drop >= 0.15),
+               "tpr_falls": int((th < tb).sum()), "tpr_total": int(len(common)),
+               "tpr_all_fall": bool((th < tb).all())}
+        for kind, targeted in ADAPTIVE_TARGETS.items():
+            if kind not in by:
+                continue
+            others = [d for d in by[kind].index if d not in targeted]
+            diff = float(by["hfc"].loc[others, "auroc"].mean() - by[kind].loc[others, "auroc"].mean())
+            row[f"hfc_vs_{kind}"] = diff
+            row[f"hfc_vs_{kind}_ok"] = bool(diff < 0)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def claims_text(claims: pd.DataFrame) -> str:
+    """One sentence per measured claim, saying plainly where it holds and where it does not."""
+    if claims.empty:
+        return "No run had enough successful adversarial examples to check the claims."
+    parts = []
+    n = len(claims)
+    parts.append(f"HFC's targeted success is within 5 points of the base attack's (or above it) in "
+                 f"{int(claims['success_ok'].sum())} of {n} runs.")
+    parts.append(f"The mean AUROC of KD, LID and MAHA falls by at least 0.15 from base to HFC AEs in "
+                 f"{int(claims['fs_drop_ok'].sum())} of {n} runs (drops between {claims['fs_drop'].min():.2f} "
+                 f"and {claims['fs_drop'].max():.2f}).")
+    parts.append(f"Every detector's TPR at 90 % TNR falls in {int(claims['tpr_all_fall'].sum())} of {n} runs.")
+    for kind in ADAPTIVE_TARGETS:
+        col = f"hfc_vs_{kind}_ok"
+        if col in claims:
+            parts.append(f"Over the detectors {display_label('bim', kind).split(' (')[0]} does not target, HFC's "
+                         f"mean AUROC is below that adaptive attack's in {int(claims[col].sum())} of {n} runs.")
+    return " ".join(parts)

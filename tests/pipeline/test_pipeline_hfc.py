@@ -115,3 +115,18 @@ def test_hfc_sweep_and_pca(experiment, toy_tm):
     # the PCA is centred on the clean target-class features
     clean = view[(view["kind"] == "clean") & (view["layer"] == "penultimate")]
     assert abs(clean["pc1"].mean()) < 1e-6
+
+
+def test_claims_and_labels(experiment):
+    from medadv_lib.pipeline.hfc import claims_text, display_label, for_display, hfc_claims
+
+    exp = experiment[0]
+    assert display_label("bim", "hfc") == "HFC (BIM)" and display_label("pgd", "base") == "PGD"
+    assert "HFC (BIM)" in set(for_display(exp.results)["attack"])
+    claims = hfc_claims(exp.results, exp.attacks)
+    assert len(claims) == 1 and {"success_gap", "fs_drop", "tpr_all_fall", "hfc_vs_adaptive_kd"} <= set(claims)
+    att = exp.attacks.set_index("kind")
+    assert claims["success_gap"].iloc[0] == pytest.approx(100 * (att.loc["base", "success_rate"]
+                                                                 - att.loc["hfc", "success_rate"]))
+    assert claims["fs_drop_ok"].iloc[0] == (claims["fs_drop"].iloc[0] >= 0.15)
+    assert "of 1 runs" in claims_text(claims)
