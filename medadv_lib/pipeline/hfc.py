@@ -355,36 +355,51 @@ def hfc_sweep(tm, profile, detectors: Mapping, *, eps: float, n_components: Sequ
 
 
 def pca_view(tm, exp: HFCExperiment, *, base: str, layers: Sequence[str], n_reference: int | None = None,
-             seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    """2-D PCA of clean target-class training features, with base and HFC AEs projected on it.
+             seed: int = 0, batch_size: int = 256, kinds: Sequence[str] = ("base", "hfc")) -> dict[str, pd.DataFrame]:
+    """2-D PCA of clean target-class training features, with attacked images projected on it.
 
-    The target class is the most frequent target of the ``base`` attack's successful AEs; the PCA
-    is fitted on clean training features of that class only (so the axes are the clean class's
-    main directions), per layer. Returns layer, kind (``clean``, ``base``, ``hfc``), pc1, pc2.
+    The target class is the most frequent target of the ``base`` attack's AEs that succeed for
+    every kind in ``kinds``; per layer, the PCA is fitted on the clean training features of that
+    class only (so the axes are the clean class's main directions), and the clean and adversarial
+    versions of the images attacked towards it are projected. Returns one view per (layer, kind),
+    named ``"<layer>: <kind label>"``, in the format of :func:`medadv_lib.plotting.pca_plot`
+    (columns set, label, image, pc1, pc2; ``attrs["explained_variance_ratio"]``).
     """
     from sklearn.decomposition import PCA
 
-    adv_base, adv_hfc = exp.adversarial[(base, "base")], exp.adversarial[(base, "hfc")]
-    if adv_base["target"] is None:
+    sets = {k: exp.adversarial[(base, k)] for k in kinds}
+    first = sets[kinds[0]]
+    if first["target"] is None:
         raise ValueError("pca_view needs a targeted experiment (targets to pick the class from).")
-    ok = adv_base["success"] & adv_hfc["success"]
+    ok = torch.stack([a["success"] for a in sets.values()]).all(0)
     if not bool(ok.any()):
-        raise ValueError("no image was attacked successfully by both the base attack and HFC.")
-    target = int(torch.mode(adv_base["target"][ok]).values)
+        raise ValueError(f"no image was attacked successfully by every kind {list(kinds)}.")
+    target = int(torch.mode(first["target"][ok]).values)
     ref = tm.train.subset(stratified_subset(tm.train.labels, n_reference, seed))
     ref = ref.subset(torch.nonzero(ref.labels == target).flatten())
-    rows = (adv_base["target"] == target) & ok
-    parts = {"clean": ref.float(), "base": adv_base["x_adv"][rows], "hfc": adv_hfc["x_adv"][rows]}
-    feats = {k: extract_features(tm.model, x, list(layers), batch_size=batch_size) for k, x in parts.items()}
-    out = []
+    rows = torch.nonzero((first["target"] == target) & ok).flatten()
+    feats = {"clean training": extract_features(tm.model, ref.float(), list(layers), batch_size=batch_size),
+             "clean attacked": extract_features(tm.model, first["x"][rows], list(layers), batch_size=batch_size)}
+    for k, a in sets.items():
+        feats[k] = extract_features(tm.model, a["x_adv"][rows], list(layers), batch_size=batch_size)
+    y = np.asarray(first["y"][rows])
+    views = {}
     for layer in layers:
-        pca = PCA(n_components=2, random_state=seed).fit(feats["clean"].layers[layer])
-        for kind, f in feats.items():
-            z = pca.transform(f.layers[layer])
-            out.append(pd.DataFrame({"layer": layer, "kind": kind, "pc1": z[:, 0], "pc2": z[:, 1],
-                                     "target": target}))
-    return pd.concat(out, ignore_index=True)
-
+        pca = PCA(n_components=2, random_state=seed).fit(feats["clean training"].layers[layer])
+        train = pca.transform(feats["clean training"].layers[layer])
+        clean = pca.transform(feats["clean attacked"].layers[layer])
+        for k in kinds:
+            z = pca.transform(feats[k].layers[layer])
+            view = pd.concat([
+                pd.DataFrame({"set": "clean training", "label": target, "image": -1, "pc1": train[:, 0], "pc2": train[:, 1]}),
+                pd.DataFrame({"set": "clean attacked", "label": y, "image": np.arange(len(y)), "pc1": clean[:, 0],
+                              "pc2": clean[:, 1]}),
+                pd.DataFrame({"set": "adversarial", "label": y, "image": np.arange(len(y)), "pc1": z[:, 0], "pc2": z[:, 1]}),
+            ], ignore_index=True)
+            view.attrs["explained_variance_ratio"] = [float(v) for v in pca.explained_variance_ratio_]
+            view.attrs["target"] = target
+            views[f"{layer}: {display_label(base, k)}"] = view
+    return views
 
 _KIND_LABELS = {"base": "{b}", "hfc": "HFC ({b})", "adaptive_kd": "adaptive KD ({b})",
                 "adaptive_maha": "adaptive MAHA ({b})"}
@@ -460,3 +475,22 @@ def claims_text(claims: pd.DataFrame) -> str:
             parts.append(f"Over the detectors {display_label('bim', kind).split(' (')[0]} does not target, HFC's "
                          f"mean AUROC is below that adaptive attack's in {int(claims[col].sum())} of {n} runs.")
     return " ".join(parts)
+
+
+#: Per-profile choices of the chapter. K: 1 at smoke and cpu (the authors' attack script loads 1;
+#: each extra component costs fitting time for no measured gain at 28 px, see the bench), 64 at
+#: paper (the authors' README). Images: HFC takes 80 steps, so at most 100 attacked at cpu.
+CHAPTER_SETTINGS = {
+    "smoke": {"bases": ("bim",), "max_images": 60, "n_components": 1, "sweep_k": (1, 2), "sweep_lam": (0.1, 1.0, 10.0)},
+    "cpu": {"bases": ("bim", "pgd"), "max_images": 100, "n_components": 1, "sweep_k": (1, 2),
+            "sweep_lam": (0.1, 1.0, 10.0)},
+    "paper": {"bases": ("bim", "pgd", "mim", "di", "cw"), "max_images": 1000, "n_components": 64,
+              "sweep_k": (1, 2, 8, 64), "sweep_lam": (0.1, 1.0, 10.0)},
+}
+
+
+def chapter_settings(profile) -> dict:
+    """The HFC chapter's settings for a profile: bases, attacked images, K, the sweep grid."""
+    out = dict(CHAPTER_SETTINGS.get(profile.name, CHAPTER_SETTINGS["cpu"]))
+    out["n_images"] = min(int(profile.detect.n_images), out.pop("max_images"))
+    return out

@@ -110,11 +110,14 @@ def test_hfc_sweep_and_pca(experiment, toy_tm):
     sweep = hfc_sweep(toy_tm, get_profile("smoke"), dets, eps=0.1, n_components=(1,), lams=(0.0, 1.0), n_images=60,
                       n_reference=120, n_boot=10, step_fraction=1 / 10, cache=cache)
     assert set(sweep["lam"]) == {0.0, 1.0} and set(sweep["detector"]) == set(dets)
-    view = pca_view(toy_tm, exp, base="bim", layers=["block2", "penultimate"], n_reference=120)
-    assert set(view["kind"]) == {"clean", "base", "hfc"} and set(view["layer"]) == {"block2", "penultimate"}
-    # the PCA is centred on the clean target-class features
-    clean = view[(view["kind"] == "clean") & (view["layer"] == "penultimate")]
-    assert abs(clean["pc1"].mean()) < 1e-6
+    views = pca_view(toy_tm, exp, base="bim", layers=["block2", "penultimate"], n_reference=120)
+    assert list(views) == ["block2: BIM", "block2: HFC (BIM)", "penultimate: BIM", "penultimate: HFC (BIM)"]
+    view = views["penultimate: HFC (BIM)"]
+    assert set(view["set"]) == {"clean training", "clean attacked", "adversarial"}
+    # the PCA is centred on the clean target-class training features
+    assert abs(view[view["set"] == "clean training"]["pc1"].mean()) < 1e-6
+    assert (view[view["set"] == "clean attacked"]["image"].to_numpy()
+            == view[view["set"] == "adversarial"]["image"].to_numpy()).all()
 
 
 def test_claims_and_labels(experiment):
