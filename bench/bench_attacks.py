@@ -93,6 +93,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--no-unfused", dest="unfused", action="store_false",
                         help="skip the row of our PGD with fuse_bn=False")
+    parser.add_argument("--hfc", action="store_true",
+                        help="also run bench/bench_hfc.py (HFC / BIM step ratio, mixture fit time per K) on the "
+                             "same architecture, image size, batch and device")
     args = parser.parse_args(argv)
 
     if args.threads:
