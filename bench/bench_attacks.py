@@ -151,6 +151,16 @@ def main(argv=None) -> dict:
         result["fused_over_unfused_cpu"] = cpu_rate["medadv PGD"] / cpu_rate["medadv PGD (fuse_bn=False)"]
         print(f"ratio fuse_bn on / off (speed-up):   {result['fused_over_unfused']:.2f} wall, "
               f"{result['fused_over_unfused_cpu']:.2f} CPU time")
+    if args.hfc:
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.spec_from_file_location("bench_hfc", Path(__file__).with_name("bench_hfc.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        result["hfc"] = module.main(["--arch", args.arch, "--image-size", str(args.image_size), "--channels",
+                                     str(args.channels), "--batch", str(args.batch), "--steps", str(args.steps),
+                                     "--repeats", str(args.repeats), "--device", args.device])
     return result
 
 
