@@ -104,6 +104,9 @@ def main(argv=None) -> dict:
                         help="skip the row of our PGD with fuse_bn=False")
     parser.add_argument("--no-smia", dest="smia", action="store_false",
                         help="skip the BIM and SMIA rows (SMIA-step / BIM-step cost ratio)")
+    parser.add_argument("--hfc", action="store_true",
+                        help="also run bench/bench_hfc.py (HFC / BIM step ratio, mixture fit time per K) on the "
+                             "same architecture, image size, batch and device")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -166,6 +169,16 @@ def main(argv=None) -> dict:
         result["smia_over_bim_cpu"] = cpu["medadv SMIA"] / cpu["medadv BIM"]
         print(f"ratio SMIA step / BIM step (cost):   {result['smia_over_bim']:.2f} wall, "
               f"{result['smia_over_bim_cpu']:.2f} CPU time (target <= 2.5)")
+    if args.hfc:
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.spec_from_file_location("bench_hfc", Path(__file__).with_name("bench_hfc.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        result["hfc"] = module.main(["--arch", args.arch, "--image-size", str(args.image_size), "--channels",
+                                     str(args.channels), "--batch", str(args.batch), "--steps", str(args.steps),
+                                     "--repeats", str(args.repeats), "--device", args.device])
     return result
 
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from .. import paths
 from ..cache import Cache
 from .checksums import file_digest, verify_file
-from .readers import check_split_arrays, read_cifar_pickles, read_image_folder, read_medmnist_npz
-from .registry import DatasetInfo, get_info
+from .readers import DataFormatError, check_split_arrays, read_cifar_pickles, read_image_folder, read_medmnist_npz
+from .registry import DatasetInfo, get_info, is_volume
 from .subsets import stratified_split
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,12 @@ def verify(name: str, data_dir=None, size: int | None = None):
 
 
 def _read(info: DatasetInfo, path: Path, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    if is_volume(info):
+        raise DataFormatError(
+            f"{info.name} holds 3-D volumes ({path.name}: train_images of shape (N, {info.native_size}, "
+            f"{info.native_size}, {info.native_size})); load_dataset reads 2-D images only. Read the file with "
+            "numpy.load and add the channel axis, (N, 1, D, H, W): the attacks, penalties (HFC) and the torch "
+            "density accept volumes with a 3-D model, but the 2-D data and model zoo do not.")
     if info.kind == "medmnist":
         # a derived task (label_map) checks the base set's labels, before they index the map
         label_map = info.extra.get("label_map")

@@ -18,6 +18,7 @@ class DatasetInfo:
     ----------
     name : str
     kind : {"medmnist", "chestxray", "cifar10"}
+        MedMNIST 3-D sets are ``"medmnist"`` with ``extra["ndim"] == 3`` (:func:`is_volume`).
     classes : tuple of str
     channels : int
         Channels of the loaded images (1 or 3).
@@ -60,17 +61,23 @@ CHESTXRAY_CLASSES = ("NORMAL", "PNEUMONIA")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def _medmnist_2d() -> dict[str, dict]:
+def _medmnist_info() -> dict[str, dict]:
     from medmnist.info import INFO
-    # 2-D sets only: the 3-D ones (organmnist3d, ...) are volumes, which this loader does not read
-    return {name: info for name, info in INFO.items() if not name.endswith("3d")}
+    # the 3-D sets (organmnist3d, ...) are registered too (download and checksum like the 2-D
+    # ones); the image loader reads 2-D images only and says so for a volume set
+    return dict(INFO)
+
+
+def is_volume(info: DatasetInfo) -> bool:
+    """Whether a registry entry holds 3-D volumes (MedMNIST 3-D: (N, 28, 28, 28) arrays)."""
+    return info.extra.get("ndim", 2) == 3
 
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, DatasetInfo]:
     """All known datasets by name."""
     sets: dict[str, DatasetInfo] = {}
-    for name, info in _medmnist_2d().items():
+    for name, info in _medmnist_info().items():
         labels = info["label"]
         classes = tuple(labels[str(i)] for i in range(len(labels)))
         sets[name] = DatasetInfo(
@@ -79,7 +86,8 @@ def registry() -> dict[str, DatasetInfo]:
             obtain=f"run `medadv data download {name}` (fetches {info['url'].split('?')[0]}, checks its MD5)",
             md5=info["MD5"], url=info["url"], task=info["task"],
             extra={"n_samples": dict(info["n_samples"]), "urls": {s: info.get(f"url_{s}") for s in (64, 128, 224)},
-                   "md5s": {s: info.get(f"MD5_{s}") for s in (64, 128, 224)}, "description": info["description"]},
+                   "md5s": {s: info.get(f"MD5_{s}") for s in (64, 128, 224)}, "description": info["description"],
+                   **({"ndim": 3} if name.endswith("3d") else {})},
         )
     sets["chestxray"] = DatasetInfo(
         name="chestxray", kind="chestxray", classes=CHESTXRAY_CLASSES, channels=1, native_size=224,

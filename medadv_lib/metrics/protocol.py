@@ -257,6 +257,107 @@ class DetectionProtocol:
         return pd.DataFrame(rows, columns=result_columns(self.tnr))
 
 
+    def evaluate_transfer(self, fit_attack: torch.Tensor, held_out: Mapping[str, torch.Tensor], *,
+                          fit_name: str = "fit", dataset: str | None = None, eps: float | None = None,
+                          targets=None, held_out_targets: Mapping | None = None) -> pd.DataFrame:
+        """Fit on one attack's AEs, score the held-out images with other attacks' AEs of the same images.
+
+        The HFC evaluation (METHODS.md section 5): the supervised parts are fitted on the fitting
+        side with the **base** attack's AEs, and the held-out side is scored with the **HFC** (or an
+        adaptive) version of the same images. The split, the clean and noisy sets and the class
+        statistics are those of :meth:`prepare`, so the only difference between held-out attacks
+        is the adversarial image. Every detector is fitted once and scores every held-out attack.
+
+        Parameters
+        ----------
+        fit_attack : torch.Tensor
+            Adversarial images (aligned with ``x_test`` or ``kept_``) whose fitting-side triplets fit
+            the supervised parts; only the successful ones count (``only_successful``).
+        held_out : mapping name -> torch.Tensor
+            Adversarial images of the same images, one set per attack to score; on the held-out
+            side, a triplet counts when *that* attack succeeded.
+        fit_name : str
+            Label of ``fit_attack`` (column ``fit_attack``).
+        targets : array-like of int, optional
+            Targets of ``fit_attack`` (a targeted attack), also the default for every held-out set.
+        held_out_targets : mapping name -> array-like, optional
+            Per held-out attack targets where they differ from ``targets``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (held-out attack, detector): :func:`result_columns` (``attack`` is the
+            held-out attack, ``attack_success_rate`` its success over every kept image,
+            ``n_fit_adv`` the fitting AEs) plus ``fit_attack``. :attr:`scores_` gets an
+            ``attack`` column.
+        """
+        if not hasattr(self, "clean_"):
+            raise RuntimeError("call prepare(x_train, y_train, x_test, y_test) before evaluate_transfer().")
+        if not held_out:
+            raise ValueError("held_out is empty; pass {name: adversarial images} to score.")
+        held_out_targets = dict(held_out_targets or {})
+        unknown = sorted(set(held_out_targets) - set(held_out))
+        if unknown:
+            raise ValueError(f"held_out_targets names {unknown}, which are not in held_out {sorted(held_out)}.")
+
+        def side(x, t, name):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a tensor of adversarial images, got {type(x).__name__}.")
+            t = None if t is None else torch.as_tensor(
+                _rows_for_kept(np.asarray(t), self.n_test_, self.kept_, f"targets of {name}")).long()
+            feats = self._extract(self._run_attack(x, t), labels=self.y_kept_, keep_images=self._needs_images())
+            success = feats.pred != self.y_kept_ if t is None else feats.pred == t.numpy()
+            return feats, success
+
+        def triplets(adv, idx):
+            data = Features.concat([self.clean_.subset(idx), self.noisy_.subset(idx), adv.subset(idx)])
+            return data, np.r_[np.zeros(2 * idx.size, dtype=np.int64), np.ones(idx.size, dtype=np.int64)]
+
+        fit_adv, fit_success = side(fit_attack, targets, "fit_attack")
+        fit_used = fit_success if self.only_successful else np.ones_like(fit_success)
+        fit_idx = np.flatnonzero(fit_used & self.fit_side_)
+        scored = {}
+        for name, x in held_out.items():
+            adv, success = side(x, held_out_targets.get(name, targets), f"held_out[{name!r}]")
+            used = success if self.only_successful else np.ones_like(success)
+            scored[name] = (adv, np.flatnonzero(used & ~self.fit_side_), float(success.mean()))
+        columns = result_columns(self.tnr) + ["fit_attack"]
+        nan_metrics = {k: np.nan for k in result_columns(self.tnr)[4:13]}
+        rows, long_scores, self.fitted_ = [], [], {}
+        fitted = {}
+        if fit_idx.size >= 2:
+            fit_data, fit_y = triplets(fit_adv, fit_idx)
+            for det_name, detector in self.detectors.items():
+                start = time.perf_counter()
+                det = clone(detector)
+                det.fit_from_features(self.train_, fit_data, fit_y, model=self.model)
+                fitted[det_name] = (det, time.perf_counter() - start)
+            self.fitted_ = {k: v[0] for k, v in fitted.items()}
+        else:
+            log.warning("%s: only %d fitting adversarial examples; metrics are NaN.", fit_name, fit_idx.size)
+        for name, (adv, test_idx, rate) in scored.items():
+            base = {"attack": name, "dataset": dataset, "eps": eps, "n_normal": 2 * test_idx.size,
+                    "n_adv": test_idx.size, "n_fit_normal": 2 * fit_idx.size, "n_fit_adv": fit_idx.size,
+                    "n_kept": int(self.kept_.size), "attack_success_rate": rate, "fit_attack": fit_name}
+            if not fitted or test_idx.size < 1:
+                rows += [{"detector": d, **base, **nan_metrics, "seconds": 0.0} for d in self.detectors]
+                continue
+            test_data, test_y = triplets(adv, test_idx)
+            kinds, index = np.repeat(["clean", "noisy", "adv"], test_idx.size), np.tile(self.kept_[test_idx], 3)
+            for det_name, (det, fit_seconds) in fitted.items():
+                start = time.perf_counter()
+                scores = np.asarray(det.score_from_features(test_data, model=self.model), dtype=np.float64)
+                metrics = detection_metrics(test_y, scores, tnr=self.tnr, n_boot=self.n_boot, ci=self.ci,
+                                            seed=self.seed)
+                rows.append({"detector": det_name, **base, **metrics,
+                             "seconds": fit_seconds + time.perf_counter() - start})
+                long_scores.append(pd.DataFrame({"detector": det_name, "attack": name, "kind": kinds, "index": index,
+                                                 "is_adv": test_y, "score": scores}))
+        self.scores_ = (pd.concat(long_scores, ignore_index=True) if long_scores else
+                        pd.DataFrame(columns=["detector", "attack", "kind", "index", "is_adv", "score"]))
+        return pd.DataFrame(rows, columns=columns)
+
+
 def evaluate_detectors(model, *, x_train, y_train, x_test, y_test, attack, detectors: Mapping,
                        layers: Sequence[str] | None = None, noise: float = 2 / 256, split: float = 0.7,
                        seed: int = 0, attack_name: str | None = None, dataset: str | None = None,

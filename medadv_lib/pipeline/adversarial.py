@@ -5,6 +5,8 @@ cache key, so retraining a model invalidates its adversarial sets.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ..cache import Cache
@@ -46,7 +48,8 @@ def adversarial_examples(tm: TrainedModel, attack: str, eps: float | None, profi
     -------
     dict
         ``x`` (clean float images), ``y``, ``x_adv``, ``target`` (or None), ``success`` (bool),
-        ``attack`` and ``params``, plus ``cache_key``.
+        ``attack`` and ``params``, ``seconds`` (the attack's wall time when it was computed, None
+        for entries written before it was recorded), plus ``cache_key``.
     """
     from ..attacks import get_attack
 
@@ -64,6 +67,7 @@ def adversarial_examples(tm: TrainedModel, attack: str, eps: float | None, profi
 
     def compute():
         device = next(tm.model.parameters()).device
+        began = time.perf_counter()
         parts = []
         for start in range(0, len(subset), profile.attack.batch_size):
             x = subset.images[start:start + profile.attack.batch_size].float().div(255).to(device)
@@ -72,10 +76,13 @@ def adversarial_examples(tm: TrainedModel, attack: str, eps: float | None, profi
         return {"x_adv": torch.cat([p.x_adv.cpu() for p in parts]),
                 "success": torch.cat([p.success.cpu() for p in parts]),
                 "target": torch.cat([p.target.cpu() for p in parts]) if parts[0].target is not None else None,
-                "params": parts[0].params}
+                "params": parts[0].params,
+                # wall time of the attack itself (not part of the key; absent in older entries)
+                "seconds": time.perf_counter() - began}
 
     params = {"attack": attack.lower(), "spec": spec, "n_images": n_images, "correct_only": correct_only}
     out, entry = cache.get_or_compute("adversarial", params, compute, version=ATTACK_VERSION,
                                       upstream=[tm.cache.key, *state_keys],
                                       command=f"medadv run <chapter> -p profile {profile.name}")
-    return {"x": subset.float(), "y": subset.labels, **out, "attack": attack.lower(), "cache_key": entry.key}
+    return {"x": subset.float(), "y": subset.labels, "seconds": None, **out, "attack": attack.lower(),
+            "cache_key": entry.key}

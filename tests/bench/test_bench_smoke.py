@@ -32,3 +32,14 @@ def test_fuse_training_bench_tiny(mirror, capsys):
     assert "time ratio default / off" in out and result["default_over_off_wall"] > 0
     # three mini-batches: the first copies are wasted, then the attack runs unfused
     assert result["rows"]["default"]["builds"] <= 2 and result["rows"]["off"]["builds"] == 0
+
+
+def test_hfc_bench_tiny(capsys):
+    spec = importlib.util.spec_from_file_location("bench_hfc", BENCH.with_name("bench_hfc.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--arch", "smallcnn", "--image-size", "8", "--channels", "1", "--classes", "2",
+                          "--n-reference", "40", "--k", "1,2", "--batch", "4", "--steps", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "ratio HFC / BIM step" in out and set(result["fit_seconds"]) == {1, 2}
+    assert result["step_ratio"] > 0 and result["layers"] == ["block1", "block2", "block3"]

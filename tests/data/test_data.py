@@ -34,7 +34,7 @@ def test_registry_uses_medmnist_metadata():
     names = dataset_names()
     for name in ("pneumoniamnist", "retinamnist", "breastmnist", "octmnist", "chestxray", "cifar10"):
         assert name in names
-    assert not any(n.endswith("3d") for n in names)
+    assert {"organmnist3d", "nodulemnist3d", "fracturemnist3d"} <= set(names)
     info = get_info("retinamnist")
     assert info.num_classes == 5 and info.channels == 3 and info.md5 == "bd4c0672f1bba3e3a89f0e4e876791e4"
     with pytest.raises(KeyError, match="known datasets"):
@@ -144,3 +144,25 @@ def test_stratified_subset_is_seeded_and_keeps_proportions():
     assert np.bincount(labels[a]).tolist() == [90, 10]
     assert not (stratified_subset(labels, 100, seed=4) == a).all()
     assert len(stratified_subset(labels, None, 0)) == 1000
+
+
+def test_registry_3d_medmnist_entries(tmp_path):
+    from medmnist.info import INFO
+
+    from medadv_lib.data.registry import is_volume
+
+    for name in (n for n in INFO if n.endswith("3d")):
+        info = get_info(name)
+        assert is_volume(info) and info.kind == "medmnist" and info.channels == 1
+        assert info.md5 == INFO[name]["MD5"] and info.url == INFO[name]["url"]  # downloaded and checked like 2-D
+        assert info.num_classes == len(INFO[name]["label"])
+    assert not is_volume(get_info("organamnist")) and not is_volume(get_info("chestxray"))
+    # a volume file is located and checksummed, then refused by the 2-D loader with a clear error
+    path = tmp_path / "medmnist" / "nodulemnist3d.npz"
+    path.parent.mkdir(parents=True)
+    vol = np.zeros((4, 28, 28, 28), np.uint8)
+    np.savez(path, **{f"{s}_images": vol for s in ("train", "val", "test")},
+             **{f"{s}_labels": np.zeros((4, 1), np.uint8) for s in ("train", "val", "test")})
+    _trust(path)
+    with pytest.raises(ValueError, match="3-D volumes.*numpy.load"):
+        load_dataset("nodulemnist3d", data_dir=tmp_path)

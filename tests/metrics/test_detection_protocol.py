@@ -191,3 +191,49 @@ def test_protocol_errors(setup):
         DetectionProtocol(model, {"KD": KD()}, layers=["nope"])
     with pytest.raises(ValueError, match="empty"):
         DetectionProtocol(model, {})
+
+
+def test_evaluate_transfer_matches_evaluate_on_the_same_attack(setup, protocol):
+    model, _, _, x_test, _ = setup
+    x_kept = protocol.clean_.images
+    x_adv = make_bim(model)(x_kept, torch.as_tensor(protocol.y_kept_))
+    plain = protocol.evaluate(x_adv, attack_name="BIM", eps=0.1)
+    moved = protocol.evaluate_transfer(x_adv, {"BIM": x_adv}, fit_name="BIM", eps=0.1)
+    assert list(moved.columns) == result_columns() + ["fit_attack"]
+    cols = ["auroc", "tpr90", "auprc", "n_adv", "n_fit_adv", "attack_success_rate"]
+    pd.testing.assert_frame_equal(plain[cols].reset_index(drop=True), moved[cols].reset_index(drop=True))
+
+
+def test_evaluate_transfer_fits_on_one_attack_and_scores_another(setup, protocol):
+    model = setup[0]
+    y = torch.as_tensor(protocol.y_kept_)
+    x_kept = protocol.clean_.images
+    weak, strong = make_bim(model, eps=0.08)(x_kept, y), make_bim(model, eps=0.2)(x_kept, y)
+    table = protocol.evaluate_transfer(weak, {"strong": strong, "weak": weak}, fit_name="weak", dataset="s")
+    assert set(table["attack"]) == {"strong", "weak"} and (table["fit_attack"] == "weak").all()
+    with torch.no_grad():
+        ok_weak = model(weak).argmax(1).numpy() != protocol.y_kept_
+        ok_strong = model(strong).argmax(1).numpy() != protocol.y_kept_
+    n_fit = int((ok_weak & protocol.fit_side_).sum())
+    assert n_fit >= 2 and ok_strong.sum() > ok_weak.sum()  # the test needs a weaker and a stronger attack
+    rows = table.set_index(["attack", "detector"])
+    assert (table["n_fit_adv"] == n_fit).all()  # the supervised parts saw the fit attack's AEs only
+    assert protocol.fitted_["SVM"].svc_.shape_fit_[0] == 3 * n_fit
+    assert rows.loc[("strong", "KD"), "n_adv"] == int((ok_strong & ~protocol.fit_side_).sum())
+    assert rows.loc[("strong", "KD"), "attack_success_rate"] == pytest.approx(ok_strong.mean())
+    s = protocol.scores_
+    held = set(protocol.kept_[ok_strong & ~protocol.fit_side_])
+    assert set(s[(s.attack == "strong") & (s.detector == "KD")]["index"]) == held
+    assert not held & set(protocol.kept_[protocol.fit_side_])  # never an image of the fitting side
+
+
+def test_evaluate_transfer_errors(setup, protocol):
+    x = protocol.clean_.images
+    with pytest.raises(ValueError, match="held_out is empty"):
+        protocol.evaluate_transfer(x, {})
+    with pytest.raises(ValueError, match="held_out_targets"):
+        protocol.evaluate_transfer(x, {"a": x}, held_out_targets={"b": np.zeros(len(x), dtype=int)})
+    with pytest.raises(TypeError, match="tensor"):
+        protocol.evaluate_transfer(x, {"a": "not images"})
+    with pytest.raises(RuntimeError, match="prepare"):
+        DetectionProtocol(setup[0], cheap_detectors()).evaluate_transfer(x, {"a": x})
