@@ -74,6 +74,7 @@ class SSATUADResult:
     summary: pd.DataFrame
     embedding: pd.DataFrame
     skipped: dict = field(default_factory=dict)
+    cache_keys: list = field(default_factory=list)
 
 
 def _accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -174,16 +175,18 @@ def ssat_uad_experiment(name: str, profile: Profile, *, seed: int = 0, device: s
     regimes = regimes_for(dataset.num_classes, cfg.regime_list)
     skipped = {r: (f"GCE is undefined for {dataset.num_classes} classes: the complement of the true class is a "
                    "single class, so the loss is identically zero") for r in cfg.regime_list if r not in regimes}
+    keys = []
     frames = {"regimes": [], "robustness": [], "uad": [], "summary": [], "embedding": []}
     for regime in regimes:
         tm = regime_model(name, regime, profile, seed=seed, device=device, cache=cache, progress=progress)
         settings = {"defense": {k: getattr(cfg, k) for k in ("eps_milli", "table_eps_milli", "pgd_steps", "cw_c",
                                                               "cw_steps", "eval_images", "uad_fpr")},
                     "uad": uad().get_params(), "seed": int(seed), "attack_batch": profile.attack.batch_size}
-        out, _ = cache.get_or_compute("ssat_uad", settings, lambda: _regime_result(tm, regime, profile, seed, cache),
+        out, entry = cache.get_or_compute("ssat_uad", settings, lambda: _regime_result(tm, regime, profile, seed, cache),
                                       version=SSAT_UAD_VERSION, upstream=[tm.cache.key],
                                       command=f"medadv run ssat_uad --profile {profile.name}",
                                       meta={"dataset": name, "regime": regime})
+        keys += [tm.cache.key, entry.key]
         tag = {"dataset": name, "regime": REGIME_LABELS[regime]}
         m = tm.metrics
         frames["regimes"].append({**tag, "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
@@ -196,4 +199,46 @@ def ssat_uad_experiment(name: str, profile: Profile, *, seed: int = 0, device: s
     tables = {k: (pd.DataFrame(v) if k in ("regimes", "summary") else pd.concat(v, ignore_index=True))
               for k, v in frames.items()}
     tables = {k: t[lead + [c for c in t.columns if c not in lead]] for k, t in tables.items()}
-    return SSATUADResult(**tables, skipped=skipped)
+    return SSATUADResult(**tables, skipped=skipped, cache_keys=keys)
+
+
+#: Table 1 of Li, Pan & Zhu (OCT, 4 balanced classes, ResNet-18 at 224 px, PGD eps = 0.005): UAD
+#: AUPRC per class, its mean and the number of successful AEs of 1000; and Table 2's accuracy under
+#: that attack.
+PAPER_TABLE1 = pd.DataFrame({
+    "regime": ["NT", "GCE", "AT", "SSAT"],
+    "CNV": [0.897, 0.943, 0.890, 0.965], "DME": [0.802, 0.902, 0.932, 0.987],
+    "DRUSEN": [0.852, 0.930, 0.841, 0.967], "NORMAL": [0.859, 0.931, 0.903, 0.974],
+    "mean_auprc": [0.852, 0.927, 0.892, 0.973], "n_successful": [885, 970, 580, 136],
+    "pgd_accuracy": [0.115, 0.003, 0.42, 0.864]})
+
+
+def claim_flags(summary: pd.DataFrame, regimes: pd.DataFrame, *, clean_margin: float = 0.03) -> dict:
+    """The paper's three claims on one data set, as booleans with the numbers behind them.
+
+    ``ssat_most_robust``: SSAT has the highest PGD accuracy at Table 1's budget of the regimes run;
+    ``ssat_clean_close``: SSAT's clean accuracy is at most ``clean_margin`` below NT's;
+    ``uad_better_on_ssat``: UAD's mean AUPRC is higher on SSAT than on NT (False when undefined).
+    """
+    s, r = summary.set_index("regime"), regimes.set_index("regime")
+    best = s["pgd_accuracy"].idxmax()
+    return {"ssat_most_robust": bool(s.loc["SSAT", "pgd_accuracy"] >= s["pgd_accuracy"].max()),
+            "most_robust": best,
+            "ssat_clean_close": bool(r.loc["SSAT", "accuracy"] >= r.loc["NT", "accuracy"] - clean_margin),
+            "clean_gap": float(r.loc["NT", "accuracy"] - r.loc["SSAT", "accuracy"]),
+            "uad_better_on_ssat": bool(s.loc["SSAT", "mean_auprc"] > s.loc["NT", "mean_auprc"]),
+            "auprc_nt": float(s.loc["NT", "mean_auprc"]), "auprc_ssat": float(s.loc["SSAT", "mean_auprc"])}
+
+
+def claim_text(name: str, flags: dict) -> str:
+    """One sentence per claim, saying whether it holds on data set ``name`` and by what numbers."""
+    parts = [f"On {name}, "
+             + ("SSAT is the most robust regime under PGD" if flags["ssat_most_robust"]
+                else f"SSAT is not the most robust regime under PGD ({flags['most_robust']} is)"),
+             ("its clean accuracy is within 3 points of NT's" if flags["ssat_clean_close"]
+              else f"its clean accuracy is {100 * flags['clean_gap']:.1f} points below NT's"),
+             (f"and UAD separates its AEs better than NT's (mean AUPRC {flags['auprc_ssat']:.3f} vs "
+              f"{flags['auprc_nt']:.3f})" if flags["uad_better_on_ssat"]
+              else f"and UAD does not separate its AEs better than NT's (mean AUPRC {flags['auprc_ssat']:.3f} vs "
+                   f"{flags['auprc_nt']:.3f})")]
+    return "; ".join(parts) + "."
