@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python -m pip install -q --no-deps torchattacks
 	$(BIN)/medadv bench attacks
 	$(BIN)/medadv bench detectors
+	$(BIN)/medadv bench defenses
 
 clean:
 	rm -rf _build .pytest_cache

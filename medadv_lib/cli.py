@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     clean.set_defaults(func=_cmd_cache_clean)
 
     bench = sub.add_parser("bench", help="speed benchmarks against peers (ratios)")
-    bench.add_argument("what", choices=("attacks", "detectors"))
+    bench.add_argument("what", choices=("attacks", "defenses", "detectors"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     bench.set_defaults(func=_cmd_bench)
 

@@ -252,7 +252,93 @@ class DetectConfig(_Section):
         return tuple(k / 256 for k in self.eps_k)
 
 
-_SECTIONS = {"data": DataConfig, "train": TrainConfig, "attack": AttackConfig, "detect": DetectConfig}
+@dataclass(frozen=True)
+class DefenseConfig(_Section):
+    """The SSAT + UAD chapter (Li, Pan & Zhu, ISBI 2021; METHODS.md section 6).
+
+    Its regime models are trained by their own cached stage
+    (:func:`medadv_lib.pipeline.regime_model`) on a semi-supervised split of the profile's training
+    subset, so nothing here enters the keys of the ``train``-section models.
+
+    arch, epochs, min_steps, batch_size, lr : training of every regime (one architecture for all);
+        the rest (weight decay, dropout, augmentation) is the ``train`` section's.
+    labelled, unlabelled : sizes of the class-balanced split (the paper: 4000 / 1000); when the
+        pool is smaller both shrink in proportion.
+    regimes : comma-separated subset of nt, at, gce, ssat.
+    at_eps_low, at_eps_high : FGSM budgets of AT and SSAT, drawn uniformly per mini-batch.
+    lam, variant : SSAT's lambda and loss variant ("paper" or "released").
+    eps_milli : Figure 4's budgets in thousandths (absolute L-infinity, the paper's notation).
+    table_eps_milli : Table 1's PGD budget in thousandths (the paper: 5, i.e. 0.005).
+    pgd_steps, cw_c, cw_steps : 10-step PGD; C&W-L2 at constant c with that many Adam steps.
+    eval_images : test images attacked (seeded, stratified).
+    uad_fpr : clean false-positive rate at which UAD's reject threshold is calibrated.
+    """
+
+    arch: str = "smallcnn"
+    epochs: int = 6
+    min_steps: int = 0
+    batch_size: int = 64
+    lr: float = 0.05
+    labelled: int = 1200
+    unlabelled: int = 400
+    regimes: str = "nt,at,gce,ssat"
+    at_eps_low: float = 0.001
+    at_eps_high: float = 0.003
+    lam: float = 5.0
+    variant: str = "paper"
+    eps_milli: tuple[int, ...] = (0, 1, 2, 5, 10)
+    table_eps_milli: int = 5
+    pgd_steps: int = 10
+    cw_c: float = 1.0
+    cw_steps: int = 50
+    eval_images: int = 200
+    uad_fpr: float = 0.05
+
+    _section: ClassVar[str] = "defense"
+    REGIMES: ClassVar[tuple[str, ...]] = ("nt", "at", "gce", "ssat")
+
+    def _validate(self) -> None:
+        _check(self.arch in ARCHITECTURES, f"defense.arch must be one of {list(ARCHITECTURES)}, got {self.arch!r}")
+        for name in ("epochs", "batch_size", "pgd_steps", "cw_steps"):
+            _check(getattr(self, name) >= 1, f"defense.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.min_steps >= 0, f"defense.min_steps must be >= 0, got {self.min_steps}")
+        _check(self.lr > 0, f"defense.lr must be > 0, got {self.lr}")
+        _check(self.labelled >= 10, f"defense.labelled must be >= 10, got {self.labelled}")
+        _check(self.unlabelled >= 2, f"defense.unlabelled must be >= 2 (SSAT needs an unlabelled stream), "
+                                     f"got {self.unlabelled}")
+        unknown = [r for r in self.regime_list if r not in self.REGIMES]
+        _check(not unknown and self.regime_list, f"defense.regimes must be a comma-separated subset of "
+                                                 f"{','.join(self.REGIMES)}, got {self.regimes!r}")
+        _check(0 <= self.at_eps_low <= self.at_eps_high <= 1,
+               f"defense.at_eps_low/at_eps_high must satisfy 0 <= low <= high <= 1, got "
+               f"{self.at_eps_low}, {self.at_eps_high}")
+        _check(self.lam >= 0, f"defense.lam must be >= 0, got {self.lam}")
+        _check(self.variant in ("paper", "released"), f"defense.variant must be 'paper' or 'released', "
+                                                      f"got {self.variant!r}")
+        _check(all(0 <= k <= 1000 for k in self.eps_milli), f"defense.eps_milli items must be in [0, 1000] "
+                                                            f"(thousandths), got {self.eps_milli}")
+        _check(0 < self.table_eps_milli <= 1000, f"defense.table_eps_milli must be in (0, 1000], "
+                                                 f"got {self.table_eps_milli}")
+        _check(self.cw_c > 0, f"defense.cw_c must be > 0, got {self.cw_c}")
+        _check(self.eval_images >= 10, f"defense.eval_images must be >= 10, got {self.eval_images}")
+        _check(0 < self.uad_fpr < 1, f"defense.uad_fpr must be in (0, 1), got {self.uad_fpr}")
+
+    @property
+    def regime_list(self) -> list[str]:
+        return [r.strip().lower() for r in self.regimes.split(",") if r.strip()]
+
+    @property
+    def eps(self) -> tuple[float, ...]:
+        """Figure 4's absolute budgets."""
+        return tuple(k / 1000 for k in self.eps_milli)
+
+    @property
+    def table_eps(self) -> float:
+        return self.table_eps_milli / 1000
+
+
+_SECTIONS = {"data": DataConfig, "train": TrainConfig, "attack": AttackConfig, "detect": DetectConfig,
+             "defense": DefenseConfig}
 
 
 @dataclass(frozen=True)
@@ -265,6 +351,7 @@ class Profile:
     train: TrainConfig = field(default_factory=TrainConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
 
     def __post_init__(self):
         _check(isinstance(self.name, str), f"profile name must be a string, got {_describe(self.name)}")
@@ -300,6 +387,8 @@ PROFILES: dict[str, Profile] = {
                             stress_channels=4, stress_eps_k=(1, 8), stats_images=600, direction_images=24),
         detect=DetectConfig(n_images=120, bu_passes=10, dnn_iterations=40, n_boot=50,
                             attacks="bim,pgd", sweep_attacks="bim", eps_k=(4, 8), n_reference=None, dnn_stages=1),
+        defense=DefenseConfig(arch="smallcnn", epochs=2, labelled=300, unlabelled=100, eps_milli=(0, 5, 10),
+                              pgd_steps=5, cw_steps=10, eval_images=48),
     ),
     "cpu": Profile(
         name="cpu", device="auto",
@@ -310,6 +399,10 @@ PROFILES: dict[str, Profile] = {
         detect=DetectConfig(n_images=400, bu_passes=30, dnn_iterations=200, n_boot=200,
                             attacks="bim,pgd,fgsm", sweep_attacks="bim", eps_k=(4, 8), n_reference=1000,
                             dnn_stages=1),
+        # cheap on 2 cores: one small CNN for every regime, retinamnist's 1080 training images as the
+        # labelled + unlabelled pool (810 / 270 after shrinking), chestxray 1200 / 400
+        defense=DefenseConfig(arch="smallcnn", epochs=6, min_steps=90, labelled=1200, unlabelled=400,
+                              eps_milli=(0, 1, 2, 5, 10), pgd_steps=10, cw_steps=30, eval_images=200),
     ),
     "paper": Profile(
         name="paper", device="auto",
@@ -321,6 +414,10 @@ PROFILES: dict[str, Profile] = {
         detect=DetectConfig(n_images=1000, bu_passes=50, dnn_iterations=200, n_boot=1000,
                             attacks="bim,pgd,fgsm,mim,di,cw", sweep_attacks="bim,pgd,fgsm,mim,di,cw",
                             eps_k=(1, 2, 4, 8), n_reference=None, dnn_stages=2),
+        # the paper's setting: ResNet-18, 4000 labelled / 1000 unlabelled, 10 epochs, 1000 test attacks
+        defense=DefenseConfig(arch="resnet18", epochs=10, labelled=4000, unlabelled=1000,
+                              eps_milli=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10), pgd_steps=10, cw_steps=100,
+                              eval_images=1000),
     ),
 }
 

@@ -45,6 +45,7 @@ class ModelJob:
 
     dataset: str
     seed: int = 0
+    regime: str | None = None  # a training regime of the SSAT chapter (pipeline.regime_model), None: the base model
 
 
 def _literal(text):
@@ -75,7 +76,19 @@ def chapter_models(chapter: str) -> list[ModelJob]:
         tokens = [t.strip() for t in value.split(",") if t.strip()]
         if tokens and all(t in known for t in tokens):
             names += tokens
-    return [ModelJob(n, seed) for n in dict.fromkeys(names)]
+    jobs = [ModelJob(n, seed) for n in dict.fromkeys(names)]
+    # a ``regimes`` parameter (the SSAT chapter) asks for one regime model per data set and regime,
+    # GCE left out of two-class sets (it is undefined there)
+    regimes = _literal(params.get("regimes", {}).get("default"))
+    if isinstance(regimes, str):
+        from .data import get_info
+        from .pipeline.defenses import REGIMES
+
+        tokens = [t.strip().lower() for t in regimes.split(",") if t.strip()]
+        if tokens and all(t in REGIMES for t in tokens):
+            jobs += [ModelJob(n, seed, r) for n in dict.fromkeys(names) for r in tokens
+                     if r != "gce" or len(get_info(n).classes) >= 3]
+    return jobs
 
 
 def book_models(chapters: Iterable[str]) -> list[ModelJob]:
@@ -156,31 +169,36 @@ def prepare_models(profile, jobs: Sequence[ModelJob], *, device: str | None = No
         Per model: ``dataset``, ``seed``, ``source`` (``cache`` or ``trained``), ``seconds``,
         ``epochs``, ``accuracy``, ``balanced_accuracy``, ``auroc``, ``cache_key``.
     """
-    from .pipeline import trained_model
+    from .pipeline import regime_model, trained_model
 
     rows: list[dict] = []
     rate = None  # training images per second, measured on the models trained so far
     for i, job in enumerate(jobs, 1):
-        label = f"[{i}/{len(jobs)}] {job.dataset}"
+        label = f"[{i}/{len(jobs)}] {job.dataset}" + (f" {job.regime.upper()}" if job.regime else "")
+        arch = profile.defense.arch if job.regime else profile.train.arch
         if echo:
-            sys.stderr.write(f"[medadv] prepare {label} (seed {job.seed}): {profile.train.arch} at "
+            sys.stderr.write(f"[medadv] prepare {label} (seed {job.seed}): {arch} at "
                              f"{profile.data.image_size} px\n")
         start = time.perf_counter()
         with torch_threads(threads):
-            tm = trained_model(job.dataset, profile, seed=job.seed, device=device, progress=progress, desc=label)
+            if job.regime:
+                tm = regime_model(job.dataset, job.regime, profile, seed=job.seed, device=device, progress=progress,
+                                  desc=label)
+            else:
+                tm = trained_model(job.dataset, profile, seed=job.seed, device=device, progress=progress, desc=label)
         seconds = time.perf_counter() - start
         m = tm.metrics
-        row = {"dataset": job.dataset, "seed": job.seed, "source": "cache" if tm.cache.hit else "trained",
+        row = {"dataset": job.dataset, "seed": job.seed, "regime": job.regime, "source": "cache" if tm.cache.hit else "trained",
                "seconds": round(seconds, 2), "epochs": len(tm.history), "accuracy": m["accuracy"],
                "balanced_accuracy": m["balanced_accuracy"], "auroc": m["auroc"], "cache_key": tm.cache.key}
         rows.append(row)
-        if not tm.cache.hit:
+        if not tm.cache.hit and not job.regime:  # regime models cost a different amount per image
             images = len(tm.history) * len(tm.train)
             rate = images / seconds if rate is None else (rate + images / seconds) / 2
         if echo:
             left = ""
             if rate and i < len(jobs):
-                todo = sum(_planned_images(j, profile) for j in jobs[i:])
+                todo = sum(_planned_images(j, profile) for j in jobs[i:] if not j.regime)
                 left = f"; at most about {todo / rate / 60:.0f} min for the remaining models if none is cached"
             sys.stderr.write(f"[medadv] prepare {label}: {row['source']} in {seconds:.0f} s, {row['epochs']} epochs, "
                              f"acc {m['accuracy']:.3f}, bal. acc {m['balanced_accuracy']:.3f}, AUROC {m['auroc']:.3f}"

@@ -27,7 +27,7 @@ from .base import BaseDetector, calibrate_threshold
 from .bu import BU
 from .dnn import DNNDetector
 from .features import Features, extract_features, forward_maps, spatial_mean, stage_outputs
-from .gmm import GMMDetector
+from .gmm import UAD_SETTINGS, GMMDetector, uad
 from .kd import KD
 from .kdbu import KDBU
 from .lid import LID
@@ -52,4 +52,6 @@ __all__ = [
     "spatial_mean",
     "stage_outputs",
     "standard_detectors",
+    "uad",
+    "UAD_SETTINGS",
 ]

@@ -116,3 +116,44 @@ class GMMDetector(BaseDetector):
 
     def score_from_features(self, data, *, model=None):
         return self.decision_function(data.layer(self.layer), data.pred)
+
+
+#: UAD as Li, Pan & Zhu (ISBI 2021, Sec. 2.2) describe it: per class a full-covariance Gaussian
+#: mixture fitted by EM on clean training penultimate features, "a small non-negative
+#: regularization ... added to the diagonal of the covariance matrices". The paper gives neither
+#: the number of components nor the value; these are ours: two components per class (a mixture, as
+#: the paper's notation ``mu_ij`` has, yet few enough to fit on ~100 images per class) and 1e-3,
+#: 1000x scikit-learn's default, because at our scale a class has fewer clean images than the
+#: feature has dimensions and the sample covariance is singular.
+UAD_SETTINGS = {"n_components": 2, "covariance_type": "full", "reg_covar": 1e-3, "max_iter": 200, "n_init": 1}
+
+
+def uad(*, fpr: float = 0.05, random_state: int = 0, **overrides) -> GMMDetector:
+    """The unsupervised adversarial detector (UAD) of the SSAT work: :class:`GMMDetector` with
+    :data:`UAD_SETTINGS`.
+
+    Fit it on clean training features (``fit(X, y)``), then ``calibrate(X_clean, y_pred_clean)``
+    on held-out clean features sets the reject threshold so that a fraction ``fpr`` of clean
+    inputs is rejected; ``predict`` then flags (rejects) the inputs above it. Scoring goes through
+    :class:`~medadv_lib.density.TorchGaussianMixture`.
+
+    Parameters
+    ----------
+    fpr : float, default 0.05
+        Clean false-positive (rejection) rate of the calibrated threshold.
+    random_state : int, default 0
+        Seeds EM's initialisation.
+    **overrides
+        Any :class:`GMMDetector` parameter, replacing the preset's value (e.g. ``n_components=1``).
+
+    Raises
+    ------
+    TypeError
+        For a keyword that is not a :class:`GMMDetector` parameter.
+    """
+    params = {**UAD_SETTINGS, **overrides}
+    known = set(GMMDetector().get_params())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise TypeError(f"uad() got unknown parameter(s) {unknown}; GMMDetector takes {sorted(known)}.")
+    return GMMDetector(fpr=fpr, random_state=random_state, **params)

@@ -18,6 +18,7 @@ Typical chapter use::
 """
 from .analysis import cosine_plot, pca_plot, robustness_plot, stress_plot, trajectory_plot
 from .data import class_balance_plot, history_plot, pick_per_class, sample_grid, timings_plot
+from .defenses import regime_robustness_plot, uad_embedding_plot
 from .detection import detection_heatmap, roc_figure
 from .smia import ATTACK_COLORS, attack_curves_plot, beta2_plot, loss_trace_plot, perturbation_grid
 from .style import (DOMAIN_COLORS, PALETTE, SPLIT_COLORS, STYLE, TABLE_STYLES, dataset_colors, natural_datasets,
@@ -25,5 +26,5 @@ from .style import (DOMAIN_COLORS, PALETTE, SPLIT_COLORS, STYLE, TABLE_STYLES, d
 
 __all__ = ["ATTACK_COLORS", "DOMAIN_COLORS", "attack_curves_plot", "beta2_plot", "loss_trace_plot", "perturbation_grid", "PALETTE", "SPLIT_COLORS", "STYLE", "TABLE_STYLES", "class_balance_plot", "cosine_plot",
            "dataset_colors", "detection_heatmap", "history_plot", "natural_datasets", "new_figure", "pca_plot",
-           "pick_per_class", "robustness_plot", "roc_figure", "sample_grid", "save_figure", "show", "stress_plot",
+           "pick_per_class", "regime_robustness_plot", "robustness_plot", "uad_embedding_plot", "roc_figure", "sample_grid", "save_figure", "show", "stress_plot",
            "table", "timings_plot", "trajectory_plot", "use_style"]
