@@ -1,0 +1,162 @@
+"""The chapters' prose as tested functions: the numbers a chapter glues, and the sentences it chooses.
+
+Each ``*_numbers`` function takes a chapter's result tables and returns ``{glue name: value}``;
+the chapter glues them all in one hidden cell (``for k, v in numbers.items(): glue(k, v,
+display=False)``). Sentences that depend on the results (what an ``if/elif`` chain in a cell
+used to choose) are made here, so they are tested and the cells stay thin. Nothing here
+computes an experiment: the inputs are the tables of :mod:`medadv_lib.analysis` and
+:mod:`medadv_lib.tables`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from .attacks.budget import format_budget
+
+
+def _budget(k: float) -> str:
+    return format_budget(float(k) / 256.0)  # "1/256 (0.0039)", as the chapters have always written budgets
+
+
+def compare_word(gap: float, *, tolerance: float = 0.01) -> str:
+    """``"more than"``, ``"less than"`` or ``"about as much as"`` for a difference ``gap`` (within ``tolerance``)."""
+    if math.isnan(gap):
+        raise ValueError("gap is NaN; compare two measured values")
+    return "about as much as" if abs(gap) < tolerance else ("more than" if gap > 0 else "less than")
+
+
+def finding_word(n_agree: int, n_total: int, *, claim: str = "the HFC finding") -> str:
+    """Whether ``n_agree`` of ``n_total`` comparisons reproduce ``claim``: all, none, or in part."""
+    if not 0 <= n_agree <= n_total or n_total == 0:
+        raise ValueError(f"n_agree={n_agree} must lie in [0, n_total={n_total}] with n_total > 0")
+    if n_agree == n_total:
+        return f"reproduces {claim}"
+    return f"does not reproduce {claim}" if n_agree == 0 else f"reproduces {claim} only in part"
+
+
+def curve_numbers(curve_frame: pd.DataFrame, eps_k: Sequence[float], natural: str) -> dict:
+    """Glue values of the stress-test chapter's accuracy-under-attack paragraph.
+
+    Parameters
+    ----------
+    curve_frame : DataFrame
+        Columns ``dataset``, ``eps_k`` (0 = clean), ``accuracy``, ``n``
+        (:func:`~medadv_lib.analysis.concat_labelled` of robustness curves).
+    eps_k : sequence of float
+        The attacked budgets, in k/256.
+    natural : str
+        The natural-image contrast set; every other data set is medical.
+    """
+    acc = curve_frame.pivot(index="dataset", columns="eps_k", values="accuracy")
+    if natural not in acc.index:
+        raise KeyError(f"natural={natural!r} is not among the curves' data sets {list(acc.index)}")
+    small, large = float(min(eps_k)), float(max(eps_k))
+    medical = [n for n in acc.index if n != natural]
+    drop = acc[0.0] - acc[small]
+    gap = float(drop[medical].mean() - drop[natural])
+    return {"curve_n": int(curve_frame["n"].iloc[0]), "eps_small": _budget(small), "eps_large": _budget(large),
+            "drop_small_med": float(drop[medical].mean()), "drop_small_nat": float(drop[natural]),
+            "acc_large_med_max": float(acc.loc[medical, large].max()), "acc_large_nat": float(acc.loc[natural, large]),
+            "curve_compare": compare_word(gap)}
+
+
+def stress_numbers(summary: pd.DataFrame, comparisons: Mapping[str, pd.DataFrame], eps_k: Sequence[float],
+                   natural: str) -> dict:
+    """Glue values of the stress-test chapter's findings.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`~medadv_lib.analysis.stress_summary` of every data set.
+    comparisons : mapping
+        Direction (``"max"``, ``"min"``) -> :func:`~medadv_lib.analysis.stress_comparison`.
+    eps_k : sequence of float
+        The stress budgets in k/256 (the first and the last are described).
+    natural : str
+        The natural-image contrast set.
+
+    Returns
+    -------
+    dict
+        ``verdict_<max|min>_<pen|int>_<first|last>`` sentences
+        (:func:`~medadv_lib.analysis.stress_verdict`), the share of maximising pushes beyond p99 in
+        the penultimate layer at the first budget (medical range and natural), the number of
+        comparisons in which every medical set is farther out, and the size of the first budget's
+        effect.
+    """
+    from .analysis import stress_verdict
+
+    first, last = float(min(eps_k)), float(max(eps_k))
+    out = {}
+    for direction, comp in comparisons.items():
+        for _, row in comp.iterrows():
+            where = "pen" if row["layer"] == "penultimate" else "int"
+            for when in [w for w, k in (("first", first), ("last", last)) if k == row["eps_k"]]:
+                out[f"verdict_{direction}_{where}_{when}"] = stress_verdict(row)
+    pen = summary[(summary["direction"] == "max") & (summary["eps_k"] == first)
+                  & (summary["layer"] == "penultimate")].set_index("dataset")
+    medical = [n for n in pen.index if n != natural]
+    n_all = int(sum(c["medical_all_farther"].sum() for c in comparisons.values()))
+    n_comp = int(sum(len(c) for c in comparisons.values()))
+    at_first = summary[summary["eps_k"] == first]
+    max_shift = float(at_first["median_shift_z"].abs().max())
+    out.update({
+        "beyond_pen_med_lo": float(pen.loc[medical, "share_beyond"].min()),
+        "beyond_pen_med_hi": float(pen.loc[medical, "share_beyond"].max()),
+        "beyond_pen_nat": float(pen.loc[natural, "share_beyond"]),
+        "first_eps": _budget(first), "last_eps": _budget(last),
+        "n_all_farther": n_all, "n_comparisons": n_comp, "stress_finding": finding_word(n_all, n_comp),
+        "max_shift_first": max_shift, "max_beyond_first": float(at_first["share_beyond"].max()),
+        "first_budget_effect": ("stays well inside its clean range" if max_shift < 1 else
+                                "is pushed a clean standard deviation or more"),
+    })
+    return out
+
+
+#: Reader labels of :func:`~medadv_lib.analysis.stress_summary`'s columns.
+STRESS_LABELS = {"eps_k": "eps (k/256)", "median_z": "median z", "median_clean_z": "median clean z",
+                 "median_shift_z": "median shift (z)", "share_beyond": "beyond p99 / p1",
+                 "share_outside_range": "outside clean range"}
+
+
+def model_numbers(results: pd.DataFrame, profile) -> dict:
+    """Glue values of a chapter's scale sentence: ``arch``, ``image_px``, ``n_train`` (largest), ``profile_name``.
+
+    ``results`` is :func:`~medadv_lib.tables.model_summary` (columns ``model`` and ``n train``).
+    """
+    return {"arch": str(results["model"].iloc[0]), "image_px": profile.data.image_size,
+            "n_train": int(results["n train"].max()), "profile_name": profile.name}
+
+
+def stress_scale_numbers(stress: Mapping, frame: pd.DataFrame, natural: str) -> dict:
+    """Glue values of the stress test's sample sizes.
+
+    ``stress`` maps data sets to :class:`~medadv_lib.pipeline.stress.StressResult`, ``frame`` is
+    their labelled concatenation (column ``dataset``).
+    """
+    return {"n_stats": stress[natural].n_reference,
+            "n_stress_images": int(frame.groupby("dataset")["image"].nunique().min()),
+            "n_stress_channels": int(frame.groupby(["dataset", "layer"])["channel"].nunique().min()),
+            "intermediate": ", ".join(sorted({r.layers[0] for r in stress.values()}))}
+
+
+def budget_k_to_eps(frame: pd.DataFrame, column: str = "eps_k") -> pd.DataFrame:
+    """A copy of ``frame`` whose budget column in k/256 becomes ``eps`` on the pixel scale, in place,
+    so that :func:`~medadv_lib.formatting.format_frame` shows it as ``k/256``."""
+    if column not in frame.columns:
+        raise KeyError(f"column {column!r} is not in the table; its columns are {list(frame.columns)}")
+    out = frame.copy()
+    out[column] = out[column].astype(float) / 256.0
+    return out.rename(columns={column: "eps"})
+
+
+def stress_table(summary: pd.DataFrame):
+    """The reader's table of :func:`~medadv_lib.analysis.stress_summary`: budgets as k/256, shares as %."""
+    from .formatting import reader_table
+
+    shown = budget_k_to_eps(summary.drop(columns=[c for c in ("q25_z", "q75_z") if c in summary.columns]))
+    return reader_table(shown, rates=["share_beyond", "share_outside_range"], decimals=2,
+                        labels={k: v for k, v in STRESS_LABELS.items() if k != "eps_k"})
