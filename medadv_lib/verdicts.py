@@ -160,3 +160,36 @@ def stress_table(summary: pd.DataFrame):
     shown = budget_k_to_eps(summary.drop(columns=[c for c in ("q25_z", "q75_z") if c in summary.columns]))
     return reader_table(shown, rates=["share_beyond", "share_outside_range"], decimals=2,
                         labels={k: v for k, v in STRESS_LABELS.items() if k != "eps_k"})
+
+
+def data_numbers(splits: pd.DataFrame, results: pd.DataFrame, comparison: pd.DataFrame, profile,
+                 n_per_class: int) -> dict:
+    """Glue values of the data-and-models chapter.
+
+    Parameters
+    ----------
+    splits : DataFrame
+        :func:`~medadv_lib.tables.split_summary` (columns ``dataset``, ``train``, ``rarest class``).
+    results : DataFrame
+        :func:`~medadv_lib.tables.model_summary` (``model``, ``balanced acc.``, ``AUROC``).
+    comparison : DataFrame
+        :func:`~medadv_lib.papers.comparison_frame` (``dataset``, ``AUROC gap``; may be empty when
+        no set has a published baseline).
+    """
+    smallest = splits.loc[splits["train"].idxmin()]
+    skewed = splits.loc[splits["rarest class"].idxmin()]
+    worst = results.loc[results["balanced acc."].idxmin()]
+    best = results.loc[results["balanced acc."].idxmax()]
+    out = {"n_datasets": len(results), "image_px": profile.data.image_size, "profile_name": profile.name,
+           "n_per_class_shown": n_per_class, "total_train": int(splits["train"].sum()),
+           "smallest_name": smallest["dataset"], "smallest_train": int(smallest["train"]),
+           "skewed_name": skewed["dataset"], "skewed_share": float(skewed["rarest class"]),
+           "arch": str(results["model"].iloc[0]), "epochs": profile.train.epochs,
+           "best_name": best["dataset"], "best_bacc": float(best["balanced acc."]),
+           "worst_name": worst["dataset"], "worst_bacc": float(worst["balanced acc."]),
+           "auroc_min": float(results["AUROC"].min()), "auroc_max": float(results["AUROC"].max()),
+           "gap_name": "none", "gap_auroc": 0.0}
+    if len(comparison):
+        gap = comparison.loc[comparison["AUROC gap"].idxmin()]
+        out.update(gap_name=gap["dataset"], gap_auroc=float(-gap["AUROC gap"]))
+    return out
