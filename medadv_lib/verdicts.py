@@ -193,3 +193,73 @@ def data_numbers(splits: pd.DataFrame, results: pd.DataFrame, comparison: pd.Dat
         gap = comparison.loc[comparison["AUROC gap"].idxmin()]
         out.update(gap_name=gap["dataset"], gap_auroc=float(-gap["AUROC gap"]))
     return out
+
+
+#: Columns of the fixed-direction chapter's per-data-set table, and those shown as percentages.
+DIRECTION_COLUMNS = ["dataset", "classes", "images", "success_rate", "mean_cos_step", "median_cos_step",
+                     "share_cos_step_above", "mean_cos_total", "mean_grad_cos", "min_grad_cos"]
+DIRECTION_RATES = ["success_rate", "share_cos_step_above"]
+#: Columns of its per-budget table, and those shown as percentages.
+DIRECTION_EPS_COLUMNS = ["dataset", "eps_k", "success_rate", "median_projection_gain", "median_projection_pct_last",
+                         "share_projection_beyond", "median_distance_first", "median_distance_last",
+                         "share_distance_grew"]
+DIRECTION_EPS_RATES = ["success_rate", "share_projection_beyond", "share_distance_grew"]
+
+
+def alignment_word(mean_cos: float) -> str:
+    """How closely per-step feature changes follow ``w_t - w_y``, from their mean cosine."""
+    return "only loosely" if mean_cos < 0.5 else ("fairly closely" if mean_cos < 0.9 else "closely")
+
+
+def direction_numbers(summary: pd.DataFrame, by_eps: pd.DataFrame, results: Mapping, binary: str,
+                      eps_k: Sequence[float], image_px: int, steps: int) -> dict:
+    """Glue values of the fixed-direction chapter.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`~medadv_lib.analysis.direction_summary` by data set.
+    by_eps : DataFrame
+        :func:`~medadv_lib.analysis.direction_summary` by data set and budget (``eps_k``).
+    results : mapping
+        Data set -> :class:`~medadv_lib.pipeline.direction.DirectionResult`.
+    binary : str
+        The two-class set; every other is a multi-class one.
+    eps_k : sequence of float
+        The budgets in k/256.
+    """
+    row = summary.set_index("dataset")
+    multi = [n for n in row.index if n != binary]
+    largest = by_eps[by_eps["eps_k"] == max(eps_k)].set_index("dataset")
+    gains = by_eps.pivot(index="eps_k", columns="dataset", values="median_projection_gain")
+    cos_b = float(row.loc[binary, "mean_cos_step"])
+    frame = pd.concat([r.frame.assign(dataset=n) for n, r in results.items()])
+    return {
+        "n_images": int(frame.groupby("dataset")["image"].nunique().min()), "n_steps": steps,
+        "n_reference": int(min(r.n_reference for r in results.values())),
+        "feature_dim": results[binary].feature_dim, "grad_error": float(max(r.grad_error for r in results.values())),
+        "binary": binary, "cos_step_binary": cos_b,
+        "cos_step_multi": ", ".join(f"{n} {row.loc[n, 'mean_cos_step']:.2f}" for n in multi),
+        "cos_total_binary": float(row.loc[binary, "mean_cos_total"]),
+        "grad_cos_binary_min": float(row.loc[binary, "min_grad_cos"]),
+        "grad_cos_multi": ", ".join(f"{n} {row.loc[n, 'mean_grad_cos']:.3f} (min {row.loc[n, 'min_grad_cos']:.2f})"
+                                    for n in multi),
+        "binary_above_multi": "higher" if all(cos_b > row.loc[n, "mean_cos_step"] for n in multi) else "not higher",
+        "eps_large": format_budget(max(eps_k) / 256.0),
+        "gain_monotone": "grows" if bool((gains.diff().dropna() > 0).all().all()) else "does not always grow",
+        "success_binary": float(largest.loc[binary, "success_rate"]),
+        "pct_binary": float(largest.loc[binary, "median_projection_pct_last"]),
+        "beyond_binary": float(largest.loc[binary, "share_projection_beyond"]),
+        "pct_multi": ", ".join(f"{n} {largest.loc[n, 'median_projection_pct_last']:.0f}" for n in multi),
+        "maha_binary_first": float(largest.loc[binary, "median_distance_first"]),
+        "maha_binary_last": float(largest.loc[binary, "median_distance_last"]),
+        "maha_binary_train": results[binary].train_distance,
+        "grew_binary": float(largest.loc[binary, "share_distance_grew"]),
+        "grew_multi": ", ".join(f"{n} {largest.loc[n, 'share_distance_grew']:.0%}" for n in multi),
+        "alignment": alignment_word(cos_b),
+        "hfc_answer": ("the one the argument predicts" if cos_b >= 0.9 and largest.loc[binary, "share_projection_beyond"]
+                       > 0.5 else "weaker than the argument suggests"),
+        "image_px": image_px,
+        "grew_most": ("more than half of the images in every set" if bool((largest["share_distance_grew"] > 0.5).all())
+                      else "half of the images or fewer in at least one set"),
+    }

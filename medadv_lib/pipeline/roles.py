@@ -59,3 +59,20 @@ def dataset_roles(text: str, *, need_natural: bool = False, need_medical: int = 
         raise ValueError(f"datasets={text!r} has {len(medical)} medical set(s); this chapter needs at least "
                          f"{need_medical}, e.g. 'chestxray'")
     return DatasetRoles(names, medical, natural)
+
+
+def binary_and_multiclass(num_classes: dict) -> tuple[str, list]:
+    """The first two-class data set and the others, from ``{name: number of classes}`` (order kept).
+
+    The fixed-direction chapter needs one two-class set (where the direction is exactly fixed) and
+    at least one with more classes (where it is a mix).
+    """
+    binary = [n for n, k in num_classes.items() if k == 2]
+    if not binary:
+        raise ValueError(f"none of the data sets {list(num_classes)} has two classes; add one to datasets, "
+                         "e.g. 'chestxray'")
+    multi = [n for n in num_classes if n != binary[0]]
+    if not any(num_classes[n] > 2 for n in multi):
+        raise ValueError(f"none of the data sets {list(num_classes)} has more than two classes; add one to "
+                         "datasets, e.g. 'retinamnist'")
+    return binary[0], multi
