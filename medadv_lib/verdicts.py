@@ -263,3 +263,143 @@ def direction_numbers(summary: pd.DataFrame, by_eps: pd.DataFrame, results: Mapp
         "grew_most": ("more than half of the images in every set" if bool((largest["share_distance_grew"] > 0.5).all())
                       else "half of the images or fewer in at least one set"),
     }
+
+
+#: The feature-space claim of the detection chapter: the best of KD, LID and MAHA reaches this AUROC.
+DETECTION_CLAIM_AUROC = 0.90
+
+
+def base_attacks(attacks: Sequence[str]) -> list[str]:
+    """The base attacks of the detection claim: BIM and PGD where run, else the first attack."""
+    return [a for a in ("bim", "pgd") if a in attacks] or list(attacks)[:1]
+
+
+def kd_sentence(kd_mean: float) -> str:
+    """What KD's mean AUROC on the medical runs says (below chance, weak, or fine)."""
+    if kd_mean < 0.5:
+        note = (", below chance: at this scale the adversarial penultimate features sit in *denser* regions of "
+                "their target class than clean features do in theirs (KD's score has a fixed direction; the "
+                "KD+BU row lets a logistic regression choose it).")
+    elif kd_mean < 0.7:
+        note = ": at this scale the adversarial penultimate features are not in clearly low-density regions."
+    else:
+        note = "."
+    return f"KD, a density of the penultimate features alone, averages {kd_mean:.3f} on the medical runs{note}"
+
+
+def supervised_sentence(sup_min: float, feature_max: float) -> str:
+    """How the supervised detectors (DNN, SVM) compare with the best feature-space one."""
+    return (f"The supervised detectors that see adversarial examples while fitting (DNN and SVM) are "
+            f"{'the most reliable' if sup_min >= feature_max else 'strong'} here: "
+            f"the better of the two reaches at least {sup_min:.3f} on every medical run.")
+
+
+def natural_sentence(gap: float, has_natural: bool) -> str:
+    """The medical-versus-natural contrast of feature-space detection, from the AUROC ``gap`` (medical - natural)."""
+    if not has_natural or math.isnan(gap):
+        return "No natural-image set was run, so there is no contrast on this page."
+    if gap > 0.05:
+        return ("Feature-space detection is clearly easier on the medical sets, as the HFC argument "
+                "(fragile medical features pushed into outlier regions) predicts.")
+    if gap < -0.05:
+        return ("Here natural-image AEs are even easier to detect than medical ones: at this scale the "
+                "medical/natural contrast of the HFC argument does not show in the detectors.")
+    return ("The difference is within 0.05 AUROC: at this scale the detectors do not separate "
+            "medical from natural AEs clearly.")
+
+
+def claim_sentence(verdict: pd.DataFrame) -> str:
+    """Whether the feature-space claim holds on every, no, or some medical run (``verdict`` has ``passed``)."""
+    from .tables import attack_label
+
+    failed = verdict[~verdict["passed"]]
+    if failed.empty:
+        return ("It holds on every medical run: at this scale, too, simple feature-space statistics "
+                "separate medical AEs from clean and noisy images.")
+    if len(failed) == len(verdict):
+        return "It does not hold on any medical run at this scale."
+    return ("So it holds only in part at this scale: below the threshold are "
+            + "; ".join(f"{r.dataset} {attack_label(r.attack)} (best {r.detector}, {r.auroc:.3f})"
+                        for r in failed.itertuples()) + ".")
+
+
+def detection_claim(results: pd.DataFrame, medical: Sequence[str], attacks: Sequence[str],
+                    threshold: float = DETECTION_CLAIM_AUROC) -> pd.DataFrame:
+    """The best feature-space detector per medical (data set, base attack) at the largest budget, with ``passed``."""
+    from .detectors.standard import FEATURE_SPACE
+    from .tables import best_detector
+
+    best = best_detector(results, FEATURE_SPACE, attacks=base_attacks(attacks))
+    best = best[best["dataset"].isin(medical)]
+    return best.assign(passed=best["auroc"] >= threshold)
+
+
+def detection_numbers(results: pd.DataFrame, summary: pd.DataFrame, medical: Sequence[str],
+                      natural: Sequence[str], attacks: Sequence[str], largest: float) -> dict:
+    """Glue values of the detection chapter's prose.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Every data set's :attr:`DetectionBenchmark.results`.
+    summary : DataFrame
+        :func:`~medadv_lib.tables.attack_summary` of ``results``.
+    medical, natural : sequence of str
+        The data sets by role.
+    attacks : sequence of str
+        The profile's attacks (the base attacks are chosen among them).
+    largest : float
+        The largest budget.
+    """
+    from .detectors.standard import FEATURE_SPACE
+    from .tables import attack_label, best_detector, budget_label, metric_pivot
+
+    base = base_attacks(attacks)
+    feature_best = best_detector(results, FEATURE_SPACE, attacks=base)
+    overall_best = best_detector(results, list(results["detector"].unique()), attacks=base)
+    med_feat = feature_best[feature_best["dataset"].isin(medical)]
+    med_all = overall_best[overall_best["dataset"].isin(medical)]
+    pivot = metric_pivot(results, "auroc", attacks=base)
+    supervised = [d for d in ("DNN", "SVM") if d in pivot.index]
+    success = summary[summary["eps"] == budget_label(largest)]
+    med_success = success[success["dataset"].isin(medical)]["success rate"]
+    rank = pivot[list(medical)].mean(axis=1).sort_values(ascending=False)
+    nat_best = feature_best[feature_best["dataset"].isin(natural)]
+    nat_auroc = float(nat_best["auroc"].mean()) if len(nat_best) else math.nan
+    med_auroc = float(med_feat["auroc"].mean())
+    verdict = detection_claim(results, medical, attacks)
+    weakest = summary.loc[summary["success rate"].idxmin(), ["dataset", "attack", "eps"]]
+    return {
+        "min_success": float(summary["success rate"].min()), "min_success_run": " ".join(weakest),
+        "base_attacks": " and ".join(attack_label(a) for a in base), "largest_eps": budget_label(largest),
+        "med_feat_min": float(med_feat["auroc"].min()), "med_feat_max": float(med_feat["auroc"].max()),
+        "med_all_min": float(med_all["auroc"].min()),
+        "med_all_names": ", ".join(sorted(set(med_all["detector"].dropna()))),
+        "n_98": int((med_all["auroc"] > 0.98).sum()), "n_med_runs": len(med_all),
+        "sup_text": supervised_sentence(float(pivot.loc[supervised, list(medical)].max().min()),
+                                        float(med_feat["auroc"].max())),
+        "kd_text": kd_sentence(float(pivot.loc["KD", list(medical)].mean())),
+        "strongest": " and ".join(rank.index[:2]), "weakest": str(rank.index[-1]),
+        "success_lo": float(med_success.min()), "success_hi": float(med_success.max()),
+        "nat_auroc": nat_auroc, "med_auroc": med_auroc,
+        "natural_text": natural_sentence(med_auroc - nat_auroc, bool(natural)),
+        "claim_threshold": DETECTION_CLAIM_AUROC, "claim_passed": int(verdict["passed"].sum()),
+        "claim_total": len(verdict), "claim_text": claim_sentence(verdict),
+    }
+
+
+def detection_papers_table(results: pd.DataFrame, attacks: Sequence[str], arch: str, image_px: int) -> pd.DataFrame:
+    """The papers' detection findings (in their own words) beside this page's best detector per run."""
+    from .tables import best_detector, ci_text, run_label
+
+    best = best_detector(results, list(results["detector"].unique()), attacks=base_attacks(attacks))
+    papers = [
+        {"source": "Ma et al. 2021 (Pattern Recognition)", "setting": "their medical image sets",
+         "detectors": "simple detectors on deep features", "AUROC": "above 0.98 (reported)"},
+        {"source": "HFC, Yao et al. 2021 (MICCAI)", "setting": "APTOS fundus, Kaggle chest X-ray; 224 px, ResNet-50",
+         "detectors": "KD, BU, LID, MAHA, DNN, SVM", "AUROC": "\"easy to distinguish in the feature space\" (abstract)"},
+    ]
+    ours = [{"source": f"this page: {r.dataset}", "setting": f"{arch}, {image_px} px, {run_label(r.attack, r.eps)}",
+             "detectors": f"best of all: {r.detector}", "AUROC": ci_text(r.auroc, r.auroc_lo, r.auroc_hi)}
+            for r in best.itertuples()]
+    return pd.DataFrame(papers + ours)
