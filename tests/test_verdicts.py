@@ -99,3 +99,53 @@ def test_model_and_stress_scale_numbers():
               "m": SimpleNamespace(n_reference=40, layers=["block2", "penultimate"])}
     out = verdicts.stress_scale_numbers(stress, frame, "n")
     assert out == {"n_stats": 50, "n_stress_images": 1, "n_stress_channels": 1, "intermediate": "block2, block3"}
+
+
+@pytest.mark.parametrize("kd, part", [(0.4, "below chance"), (0.6, "not in clearly low-density"), (0.8, "runs.")])
+def test_kd_sentence(kd, part):
+    text = verdicts.kd_sentence(kd)
+    assert f"{kd:.3f}" in text and part in text
+
+
+def test_supervised_and_natural_sentences():
+    assert "the most reliable" in verdicts.supervised_sentence(0.99, 0.95)
+    assert "strong" in verdicts.supervised_sentence(0.90, 0.95) and "0.900" in verdicts.supervised_sentence(0.9, 0.95)
+    assert verdicts.natural_sentence(0.2, True).startswith("Feature-space detection is clearly easier")
+    assert "even easier" in verdicts.natural_sentence(-0.2, True)
+    assert "within 0.05" in verdicts.natural_sentence(0.0, True)
+    assert "No natural-image set" in verdicts.natural_sentence(float("nan"), False)
+
+
+def test_claim_sentence_all_none_some():
+    frame = pd.DataFrame({"dataset": ["a", "b"], "attack": ["bim", "pgd"], "detector": ["MAHA", "LID"],
+                          "auroc": [0.95, 0.85]})
+    assert verdicts.claim_sentence(frame.assign(passed=True)).startswith("It holds on every")
+    assert verdicts.claim_sentence(frame.assign(passed=False)).startswith("It does not hold")
+    some = verdicts.claim_sentence(frame.assign(passed=[True, False]))
+    assert "only in part" in some and "b PGD (best LID, 0.850)" in some
+
+
+def test_base_attacks_and_alignment():
+    assert verdicts.base_attacks(["fgsm", "pgd", "bim"]) == ["bim", "pgd"]
+    assert verdicts.base_attacks(["fgsm", "mim"]) == ["fgsm"]
+    assert [verdicts.alignment_word(c) for c in (0.2, 0.7, 0.95)] == ["only loosely", "fairly closely", "closely"]
+
+
+def _detection_results():
+    rows = []
+    for ds, shift in (("med", 0.3), ("cifar10", 0.0)):
+        for det, base in (("KD", 0.6), ("LID", 0.7), ("MAHA", 0.65), ("DNN", 0.7), ("SVM", 0.6)):
+            for attack in ("bim", "pgd"):
+                a = min(base + shift, 1.0)
+                rows.append({"dataset": ds, "detector": det, "attack": attack, "eps": 8 / 256, "auroc": a,
+                             "auroc_lo": a - 0.05, "auroc_hi": min(a + 0.05, 1.0)})
+    return pd.DataFrame(rows)
+
+
+def test_detection_claim_and_papers_table():
+    results = _detection_results()
+    verdict = verdicts.detection_claim(results, ["med"], ["bim", "pgd", "fgsm"])
+    assert set(verdict["dataset"]) == {"med"} and len(verdict) == 2
+    assert (verdict["detector"] == "LID").all() and verdict["passed"].all()  # LID 1.0 >= 0.90
+    table = verdicts.detection_papers_table(results, ["bim", "pgd"], "smallcnn", 28)
+    assert len(table) == 2 + 4 and table["source"].iloc[2].startswith("this page:")

@@ -91,3 +91,35 @@ def test_parse_datasets_and_roles():
         parse_datasets(["chestxray"])
     with pytest.raises(Exception, match="chestxray"):  # an unknown name lists the known ones
         parse_datasets("no_such_set")
+
+
+def test_binary_and_multiclass_roles():
+    from medadv_lib.pipeline import binary_and_multiclass
+
+    assert binary_and_multiclass({"c": 10, "x": 2, "r": 5}) == ("x", ["c", "r"])
+    with pytest.raises(ValueError, match="two classes"):
+        binary_and_multiclass({"c": 10})
+    with pytest.raises(ValueError, match="more than two"):
+        binary_and_multiclass({"x": 2, "y": 2})
+
+
+def test_direction_experiment_result_and_cache(toy_tm, small_profile, tmp_path):
+    from dataclasses import replace as dc_replace
+
+    from medadv_lib.pipeline import DirectionResult, direction_experiment
+
+    toy = SimpleNamespace(**vars(toy_tm))
+    toy.dataset = SimpleNamespace(name="toy", num_classes=2)
+    profile = dc_replace(small_profile, attack=dc_replace(small_profile.attack, direction_images=6, eps_k=(2, 8)))
+    cache = Cache(tmp_path)
+    first = direction_experiment(toy, profile, seed=0, cache=cache)
+    assert isinstance(first, DirectionResult) and set(first.runs) == {2 / 256, 8 / 256}
+    assert first.grad_error < 1e-5  # the analytic feature gradient matches autograd
+    assert np.allclose(first.frame["grad_cos"], 1.0, atol=1e-5)  # binary: exactly along w_t - w_y
+    for eps, run in first.runs.items():
+        assert float(run.linf.max()) <= eps + 1e-6
+    assert first.n_reference == 40 and first.feature_dim > 0 and first.train_distance > 0
+    again = direction_experiment(toy, profile, seed=0, cache=cache)
+    assert again.cache_key == first.cache_key and again.frame.equals(first.frame)
+    with pytest.raises(ValueError, match="attack"):
+        direction_experiment(toy, profile, attack="fgsm", cache=cache)
