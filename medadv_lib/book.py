@@ -332,6 +332,17 @@ class ChapterRun:
         return iter((self.path, self.seconds))
 
 
+def hide_injected_parameters(nb) -> bool:
+    """Tag papermill's ``injected-parameters`` cell ``remove-cell`` (bookkeeping, not for readers); True if one was."""
+    changed = False
+    for cell in nb.cells:
+        tags = list(cell.metadata.get("tags", []))
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            changed = True
+    return changed
+
+
 def run_chapter(chapter: str | os.PathLike, profile: str | None = None, parameters: Mapping[str, Any] | None = None,
                 device: str | None = None, output: str | os.PathLike | None = None, timeout: int | None = 1800, *,
                 progress: bool = True, kernel: str = KERNEL, echo: bool = True) -> ChapterRun:
@@ -395,6 +406,9 @@ def run_chapter(chapter: str | os.PathLike, profile: str | None = None, paramete
     except DeadKernelError as err:
         raise ExecutionError(f"chapter {name!r}: the kernel died (out of memory?); partial notebook: {out}") from err
     seconds = time.perf_counter() - start
+    executed = nbformat.read(str(out), as_version=4)
+    if hide_injected_parameters(executed):
+        nbformat.write(executed, str(out))
     if echo:
         sys.stderr.write(f"[medadv] {name}: {seconds:.1f} s -> {out}\n")
     return ChapterRun(name, out, seconds, params.get("profile"), params)

@@ -193,7 +193,7 @@ class AttackConfig(_Section):
 
 @dataclass(frozen=True)
 class DetectConfig(_Section):
-    """Detection protocol settings (METHODS.md section 4).
+    """Detection protocol settings (Methods page, :ref:`methods-protocol`).
 
     n_images : correctly classified test images attacked and split 70/30 by the protocol.
     bu_passes, dnn_iterations : MC-dropout passes of BU; Adam iterations of the DNN detector.
@@ -204,7 +204,7 @@ class DetectConfig(_Section):
     n_reference : clean training images whose features fit the detectors' class statistics
         (None = the whole training subset of the profile).
     dnn_stages : the DNN detector reads the last tap of this many of the deepest network stages.
-    maha_noise : Mahalanobis input pre-processing magnitude (0 = off; METHODS.md: 0.0005 or 0).
+    maha_noise : Mahalanobis input pre-processing magnitude (0 = off; Methods page, :ref:`methods-maha`: 0.0005 or 0).
     """
 
     n_images: int = 300

@@ -2,12 +2,12 @@
 
 One density model serves every method that scores features by a Gaussian (mixture):
 
-* the GMM / UAD detector (Li, Pan & Zhu; METHODS.md section 6) scores features by
+* the GMM / UAD detector (Li, Pan & Zhu; Methods page, :ref:`methods-uad`) scores features by
   :meth:`TorchGaussianMixture.log_prob` of a per-class scikit-learn mixture;
 * the Mahalanobis detector (Lee et al. 2018, NeurIPS) and the fixed-direction analysis use class
   means with one tied covariance (:meth:`TorchGaussianMixture.tied`) and read
   :meth:`TorchGaussianMixture.mahalanobis`;
-* the HFC constraint (Yao et al., MICCAI 2021; METHODS.md section 5) picks, per feature, the most
+* the HFC constraint (Yao et al., MICCAI 2021; Methods page, :ref:`methods-hfc`) picks, per feature, the most
   likely component without gradient (:meth:`TorchGaussianMixture.nearest_component`) and
   minimises :meth:`TorchGaussianMixture.whitened_sq_distance` to it.
 
@@ -344,7 +344,7 @@ class TorchGaussianMixture(nn.Module):
         """HFC's per-layer term: mean over the D dimensions of ``((x - mu_k)^T L_k)^2``, shape (N,).
 
         This is the squared Mahalanobis distance to component ``k`` divided by D (Yao et al.,
-        MICCAI 2021; METHODS.md section 5, ``J_l``), differentiable in ``x`` and evaluated for one
+        MICCAI 2021; Methods page, :ref:`methods-hfc`, ``J_l``), differentiable in ``x`` and evaluated for one
         component per sample only (no (N, K, D) intermediate).
 
         Parameters

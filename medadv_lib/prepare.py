@@ -70,7 +70,7 @@ def chapter_models(chapter: str) -> list[ModelJob]:
         value = _literal(info.get("default"))
         if not isinstance(value, str):
             continue
-        if pname == "dataset" and value == "all":
+        if pname in ("dataset", "datasets") and value == "all":
             names += default_datasets()
             continue
         tokens = [t.strip() for t in value.split(",") if t.strip()]

@@ -1,6 +1,6 @@
 """The fixed-direction measurements swept over budgets, summarised, and viewed in 2-D.
 
-METHODS.md section 3 (the HFC work, Yao et al., MICCAI 2021, Sec. 2). :func:`fixed_direction_sweep`
+Methods page, :ref:`methods-fixed-direction` (the HFC work, Yao et al., MICCAI 2021, Sec. 2). :func:`fixed_direction_sweep`
 runs a targeted iterative attack that records the penultimate features at every step, once per
 budget, and returns the rows of :func:`~medadv_lib.analysis.fixed_direction_frame` for all of them;
 :func:`direction_summary` reduces them to the numbers a chapter quotes and :func:`pca_view` gives a

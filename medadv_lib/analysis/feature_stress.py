@@ -1,6 +1,6 @@
 """Stress test: how far can a tiny budget push single channels out of their clean range?
 
-METHODS.md section 2 (Ma et al., "Understanding adversarial attacks on deep learning based medical
+The stress-test chapter, :doc:`stress_test` (Ma et al., "Understanding adversarial attacks on deep learning based medical
 image analysis systems", Pattern Recognition 2021; the HFC work, Yao et al., MICCAI 2021, Sec. 2).
 For each chosen channel of a layer, BIM (Kurakin et al. 2017) maximises, and separately minimises,
 the channel's spatial-mean activation within an L-infinity budget; the reached value is expressed
@@ -127,7 +127,7 @@ class ChannelActivationBIM(IterativeAttack):
     """BIM that drives one channel's spatial-mean activation up or down, per sample.
 
     The "label" of sample i is the index of the channel it attacks, so one batch can hold many
-    (image, channel) pairs. Kurakin et al. 2017 for the loop; METHODS.md section 2 for the use.
+    (image, channel) pairs. Kurakin et al. 2017 for the loop; the stress-test chapter, :doc:`stress_test` for the use.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Fixed-direction effect: iterative attacks push penultimate features along one direction.
 
-METHODS.md section 3 (the HFC work: Yao et al., MICCAI 2021, Sec. 2). With logits
+Methods page, :ref:`methods-fixed-direction` (the HFC work: Yao et al., MICCAI 2021, Sec. 2). With logits
 ``z = W h + b`` and the targeted cross-entropy towards ``t``,
 
     dL/dh = sum_k p_k w_k - w_t,

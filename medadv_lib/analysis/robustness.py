@@ -1,6 +1,6 @@
 """Accuracy under attack: the standard robustness curve (accuracy against the L-infinity budget).
 
-METHODS.md section 2, the companion view of the stress test: for each data set, the test accuracy
+The companion view of the stress test (the stress-test chapter, :doc:`stress_test`): for each data set, the test accuracy
 of the model on clean images (eps = 0) and on adversarial images made with an **untargeted**
 attack (PGD by default, Madry et al. 2018) at each budget. Either run the attacks here
 (:func:`robustness_curve`) or pass adversarial sets made elsewhere, for example the cached ones of

@@ -1,6 +1,6 @@
 """The stress test run over several layers, budgets and data sets, and its summaries.
 
-METHODS.md section 2 (the HFC work, Yao et al., MICCAI 2021, Sec. 2; Ma et al., Pattern
+The stress-test chapter, :doc:`stress_test` (the HFC work, Yao et al., MICCAI 2021, Sec. 2; Ma et al., Pattern
 Recognition 2021). :func:`~medadv_lib.analysis.feature_stress` attacks chosen channels of one layer
 at one budget; this module chooses the layer and the channels, computes the clean statistics of
 several layers in one pass, sweeps layers and budgets, and reduces the result to the numbers a

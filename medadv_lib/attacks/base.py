@@ -12,7 +12,7 @@ hooks :meth:`IterativeAttack.loss` (which also sees the feature taps named in ``
 :meth:`IterativeAttack.step` (the whole update before projection, e.g. SMIA's smoothed step) or,
 for losses that need extra forward passes, :meth:`IterativeAttack.objective`.
 
-Conventions (``docs/design/METHODS.md`` section 1): images in [0, 1], normalisation inside the
+Conventions (the Methods page, :ref:`methods-notation`): images in [0, 1], normalisation inside the
 model, budgets as plain floats on the [0, 1] scale (see :func:`medadv_lib.attacks.budget`).
 """
 from __future__ import annotations
@@ -201,8 +201,8 @@ class IterativeAttack:
         L-infinity budget in [0, 1]. A plain attribute: ``attack.eps = e`` changes the budget (and
         the default step size) of later calls; ``attack(x, y, eps=e)`` changes it for one call.
     alpha : float, optional
-        Step size; default ``None`` follows the budget, ``eps / 5`` (HFC work, METHODS.md
-        section 1), whatever eps the call uses. A given number stays fixed when eps changes.
+        Step size; default ``None`` follows the budget, ``eps / 5`` (HFC work; the Methods
+        page, :ref:`methods-notation`), whatever eps the call uses. A given number stays fixed when eps changes.
     steps : int, default 10
     targeted : bool, default False
         Descend the loss towards ``target``; without a given target a seeded random other class is

@@ -2,7 +2,7 @@
 
 A penalty is what the HFC work calls a constraint on the attack (Yao et al., MICCAI 2021, Eq. 4:
 ``L = L_task + lambda * sum_l J_l``) and what adaptive attacks against a detector add (a term that
-lowers the detector's score; METHODS.md section 5). It is *not* a subclass of an attack: every
+lowers the detector's score; Methods page, :ref:`methods-hfc`). It is *not* a subclass of an attack: every
 attack constructor accepts ``penalties=[...]`` and the loop of
 :class:`~medadv_lib.attacks.base.IterativeAttack` combines them with its own loss.
 

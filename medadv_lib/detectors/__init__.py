@@ -20,8 +20,8 @@ SafetyNetSVM           ``fit(X, is_adv)``                          ``(X)``
 
 Every detector also has ``calibrate(<clean inputs>, fpr=)`` then ``predict(...)``, and the
 protocol hooks ``fit_from_features`` / ``score_from_features``. See :mod:`.base` for the
-conventions and :mod:`medadv_lib.metrics.protocol` for the evaluation protocol of METHODS.md
-section 4.
+conventions and :mod:`medadv_lib.metrics.protocol` for the evaluation protocol (the Methods
+page, :ref:`methods-protocol`).
 """
 from .base import BaseDetector, calibrate_threshold
 from .bu import BU

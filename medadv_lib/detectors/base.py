@@ -18,7 +18,7 @@ What the detectors take
   :class:`~medadv_lib.models.FeatureModel`) as a keyword argument. The model is never stored in
   the estimator, so cloning never copies a network.
 
-Which data fits which part (the protocol of METHODS.md section 4):
+Which data fits which part (the protocol of the Methods page, :ref:`methods-protocol`):
 * **Unsupervised statistics** (KD densities, class means and tied covariance, GMMs, the LID
   reference minibatches) come from **clean training-set** features, passed as ``X_ref``/``y_ref``
   (or ``X``/``y`` for KD and GMM, which have nothing else to fit).

@@ -49,7 +49,7 @@ class BU(BaseDetector):
         Stochastic forward passes.
     score : {"variance", "logit_std"}, default "variance"
         ``"variance"``: variance over passes of the softmax output, averaged over classes
-        (Feinman et al.'s uncertainty divided by the number of classes; METHODS.md section 4).
+        (Feinman et al.'s uncertainty divided by the number of classes; Methods page, :ref:`methods-protocol`).
         ``"logit_std"``: standard deviation over passes of the logit of the class predicted by the
         deterministic (dropout-off) network, as in the HFC code.
     batch_size : int, default 256

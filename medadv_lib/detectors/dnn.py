@@ -92,7 +92,7 @@ class DNNDetector(BaseDetector):
     Takes images and ``model=``. The maps of the fitting images are computed once and kept on
     the model's device when they fit in ``max_cache_mb``; otherwise they are recomputed per
     training batch, since full maps of a 224-px backbone do not fit in memory. The whole fit set
-    is the supervised part (METHODS.md: the 70 % split).
+    is the supervised part (Methods page, :ref:`methods-protocol`: the 70 % split).
     """
 
     needs_images = True

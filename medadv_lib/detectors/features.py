@@ -2,7 +2,7 @@
 
 Every detector sees the network through the functions here, so that "the feature of layer l" means
 the same thing everywhere: the **spatial mean** of the layer's map, a ``C``-vector per image
-(``(N, C, *spatial) -> (N, C)``; the ``"penultimate"`` tap is already a vector). METHODS.md
+(``(N, C, *spatial) -> (N, C)``; the ``"penultimate"`` tap is already a vector). The Methods page (:ref:`methods-protocol`)
 section 4 uses these spatial means for KD, LID, Mahalanobis, SVM and GMM; the DNN detector
 (Metzen et al. 2017) reads the full maps.
 

@@ -1,5 +1,5 @@
 """Per-class Gaussian mixture detector: the unsupervised adversarial detector (UAD) of Li, Pan &
-Zhu (SSAT/UAD; METHODS.md section 6), also the density model behind the HFC constraint.
+Zhu (SSAT/UAD; Methods page, :ref:`methods-uad`), also the density model behind the HFC constraint.
 
 For each class, a Gaussian mixture is fitted by EM to the clean training penultimate features,
 with a small value added to the covariance diagonal; an input whose feature is unlikely under its

@@ -64,7 +64,7 @@ class KD(BaseDetector):
     Notes
     -----
     Fit with the **clean training** features and their **true** labels; score with the
-    **predicted** labels of the inputs (METHODS.md section 4). Calibrate on held-out clean data:
+    **predicted** labels of the inputs (Methods page, :ref:`methods-protocol`). Calibrate on held-out clean data:
     a training feature has itself at distance 0 and scores unrealistically low.
     """
 

@@ -51,7 +51,7 @@ class Mahalanobis(BaseDetector):
     layers : list of str, optional
         Layers to use (None: all layers of ``X_ref``).
     noise_magnitude : float, default 0.0
-        Input pre-processing step m (Lee et al.; 0.0005 in METHODS.md). With m > 0 the detector
+        Input pre-processing step m (Lee et al.; 0.0005 on the Methods page, :ref:`methods-maha`). With m > 0 the detector
         reads images and needs ``model=``: ``X`` is then an image tensor in [0, 1], perturbed
         per layer to x - m * sign(grad_x d_l(x)) (clipped to [0, 1]) before its features are
         scored. With m = 0, ``X`` holds features and no model is needed.

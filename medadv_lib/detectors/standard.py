@@ -1,4 +1,4 @@
-"""The standard set of detectors of METHODS.md section 4, built with their documented defaults.
+"""The standard set of detectors of the Methods page, :ref:`methods-protocol`, built with their documented defaults.
 
 ``standard_detectors()`` returns a fresh ``{name: unfitted detector}`` dict in a fixed order
 (feature-space density detectors first), ready for
@@ -31,7 +31,7 @@ def standard_detectors(*, bu_passes: int = 50, dnn_iterations: int = 200, dnn_la
                        maha_noise: float = 0.0, kd_bandwidth: float = 1.0, lid_k: int = 20,
                        lid_minibatch: int = 100, seed: int = 0,
                        include: Sequence[str] | None = None) -> dict[str, BaseDetector]:
-    """Unfitted detectors of METHODS.md section 4, by display name.
+    """Unfitted detectors of the Methods page, :ref:`methods-protocol`, by display name.
 
     Parameters
     ----------
@@ -43,7 +43,7 @@ def standard_detectors(*, bu_passes: int = 50, dnn_iterations: int = 200, dnn_la
         Taps the DNN detector reads (None: every tap but the penultimate vector; for a ResNet
         that is 17 networks, so pass e.g. the last of :func:`~medadv_lib.detectors.stage_outputs`).
     maha_noise : float, default 0.0
-        Mahalanobis input pre-processing magnitude (Lee et al. 2018; METHODS.md: 0.0005 or 0).
+        Mahalanobis input pre-processing magnitude (Lee et al. 2018; Methods page, :ref:`methods-maha`: 0.0005 or 0).
     kd_bandwidth : float, default 1.0
         KD bandwidth (HFC and Ma et al. code), also used inside KD+BU.
     lid_k, lid_minibatch : int, default 20 and 100

@@ -18,7 +18,7 @@ class SafetyNetSVM(BaseDetector):
     C : float, default 1.0
         SVC regularisation.
     gamma : float or {"scale", "auto"}, default "scale"
-        RBF width (scikit-learn's default; METHODS.md mentions 2.8 as the alternative).
+        RBF width (scikit-learn's default; the Methods page, :ref:`methods-svm`, mentions 2.8 as the alternative).
     layer : str, default "penultimate"
     fpr : float, default 0.1
 

@@ -6,7 +6,7 @@ Conventions: ``y_true`` is 1 for adversarial (positive) and 0 for normal; scores
 bootstrap is vectorised over resamples (ranks and cumulative sums on a (n_boot, n) matrix), so a
 thousand resamples cost milliseconds rather than a thousand scikit-learn calls.
 
-TPR at 90 % TNR follows the HFC evaluation (METHODS.md section 4): the threshold is the score that
+TPR at 90 % TNR follows the HFC evaluation (Methods page, :ref:`methods-protocol`): the threshold is the score that
 keeps 90 % of the *normal* test samples at or below it, and the TPR is the fraction of
 adversarial samples strictly above it; equivalently the highest TPR on the ROC curve whose FPR is
 at most 10 %.

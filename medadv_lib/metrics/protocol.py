@@ -1,4 +1,4 @@
-"""The detector evaluation protocol of METHODS.md section 4 (HFC evaluation; Ma et al. 2021,
+"""The detector evaluation protocol of the Methods page, :ref:`methods-protocol` (HFC evaluation; Ma et al. 2021,
 "Understanding adversarial attacks on deep learning based medical image analysis systems").
 
 1. Keep only the test images the model classifies correctly.

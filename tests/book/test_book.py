@@ -85,15 +85,94 @@ def test_chapter_anatomy(chapter):
     assert not defined, f"{chapter} defines {defined}: reusable code belongs in medadv_lib"
 
 
+#: The most lines of code a chapter cell may show (non-blank, non-comment lines): the experiment
+#: loops belong in medadv_lib.pipeline, the prose choices in medadv_lib.verdicts.
+MAX_CELL_LINES = 12
+#: Parameters every chapter takes, so `medadv run CHAPTER -p datasets a,b` works on every one.
+SHARED_PARAMETERS = ("profile", "datasets", "seed", "device")
+#: The old per-chapter names of the data-set parameter, replaced by `datasets`.
+OLD_DATASET_PARAMETERS = ("dataset", "natural", "medical", "binary", "multiclass")
+HIDDEN = {"remove-cell", "remove-input"}
+
+
+def _code_lines(source: str) -> int:
+    return sum(1 for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _only_glue(source: str) -> bool:
+    """True for a cell whose statements are all glue(...) calls or loops of them (bookkeeping)."""
+    def is_glue(node):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            return getattr(node.value.func, "id", None) == "glue"
+        if isinstance(node, ast.For):
+            return all(is_glue(s) for s in node.body)
+        return False
+
+    body = ast.parse(source).body
+    return bool(body) and all(is_glue(s) for s in body)
+
+
+def test_code_line_counter_and_glue_detector():
+    assert _code_lines("a = 1\n\n# why\n  b = 2  # note\n") == 2
+    assert _only_glue("glue('a', 1, display=False)\nfor k, v in d.items():\n    glue(k, v, display=False)")
+    assert not _only_glue("x = 1\nglue('a', x, display=False)")
+
+
+@pytest.mark.parametrize("chapter", book.available_chapters())
+def test_chapter_cells_are_thin(chapter):
+    """Every cell a reader sees has at most MAX_CELL_LINES lines of code; the hidden claim check may be longer."""
+    long = []
+    for i, cell in enumerate(c for c in book.convert(chapter).cells if c.cell_type == "code"):
+        if "remove-cell" in cell.metadata.get("tags", []):
+            continue
+        n = _code_lines(cell.source)
+        if n > MAX_CELL_LINES:
+            long.append(f"code cell {i} ({n} lines): {cell.source.strip().splitlines()[0][:60]}")
+    assert not long, f"{chapter}: cells longer than {MAX_CELL_LINES} lines: move the loop into medadv_lib: {long}"
+
+
+@pytest.mark.parametrize("chapter", book.available_chapters())
+def test_bookkeeping_cells_are_hidden(chapter):
+    """Cells that only glue numbers are hidden; the configuration table is folded (hide-output)."""
+    for cell in (c for c in book.convert(chapter).cells if c.cell_type == "code"):
+        tags = set(cell.metadata.get("tags", []))
+        if _only_glue(cell.source):
+            assert tags & HIDDEN, f"{chapter}: a cell that only glues numbers is shown: {cell.source[:80]!r}"
+        if "settings_table(" in cell.source:
+            assert tags & (HIDDEN | {"hide-output"}), f"{chapter}: the configuration table is not folded"
+        if "glue(" in cell.source and not tags & HIDDEN:
+            raise AssertionError(f"{chapter}: a shown cell calls glue(); glue the numbers of a verdicts "
+                                 f"function in one hidden cell instead: {cell.source[:80]!r}")
+
+
+@pytest.mark.parametrize("chapter", book.available_chapters())
+def test_chapters_share_the_parameter_vocabulary(chapter):
+    params = book.chapter_parameters(chapter)
+    missing = [p for p in SHARED_PARAMETERS if p not in params]
+    assert not missing, f"{chapter} lacks the shared parameter(s) {missing}"
+    old = [p for p in OLD_DATASET_PARAMETERS if p in params]
+    assert not old, f"{chapter} still names its data sets with {old}; use the comma-separated `datasets`"
+    assert params["datasets"]["inferred_type_name"] == "str"
+
+
+def test_papermill_injected_parameters_are_hidden():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nb.cells[0].metadata["tags"] = ["injected-parameters"]
+    book.hide_injected_parameters(nb)
+    assert "remove-cell" in nb.cells[0].metadata["tags"]
+
+
 # ----------------------------------------------------------------------------------------------
 # Parameters
 # ----------------------------------------------------------------------------------------------
 
 def test_chapter_parameters_are_inferred_with_types():
     params = book.chapter_parameters("data_and_models")
-    assert {"profile", "dataset", "seed", "device"} <= set(params)
+    assert {"profile", "datasets", "seed", "device"} <= set(params)
     assert params["seed"]["inferred_type_name"] == "int"
-    assert params["dataset"]["inferred_type_name"] == "str"
+    assert params["datasets"]["inferred_type_name"] == "str"
     assert params["device"]["inferred_type_name"].startswith("Optional")
 
 
@@ -137,14 +216,14 @@ def test_unknown_parameter_lists_the_chapters_parameters():
         book.prepare_parameters("data_and_models", {"nope": "1"})
     message = str(err.value)
     assert "'nope'" in message
-    for name in ("profile", "dataset", "seed", "device"):
+    for name in ("profile", "datasets", "seed", "device"):
         assert name in message
 
 
 def test_prepare_parameters_types_values_and_defaults_profile(monkeypatch):
     monkeypatch.delenv(book.PROFILE_ENV, raising=False)
-    params = book.prepare_parameters("data_and_models", {"dataset": "chestxray", "seed": "3"})
-    assert params == {"dataset": "chestxray", "seed": 3, "profile": "smoke"}
+    params = book.prepare_parameters("data_and_models", {"datasets": "chestxray", "seed": "3"})
+    assert params == {"datasets": "chestxray", "seed": 3, "profile": "smoke"}
     monkeypatch.setenv(book.PROFILE_ENV, "cpu")
     assert book.prepare_parameters("data_and_models", {})["profile"] == "cpu"
     assert book.prepare_parameters("data_and_models", {}, profile="paper")["profile"] == "paper"
@@ -308,13 +387,13 @@ def test_run_chapter_with_parameters(book_env, tmp_path):
     import nbformat
 
     out = tmp_path / "dm.ipynb"
-    run = book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "chestxray", "seed": "0"},
+    run = book.run_chapter("data_and_models", profile="smoke", parameters={"datasets": "chestxray", "seed": "0"},
                            output=out, progress=False, echo=False)
     path, seconds = run
     assert path == out.resolve() and path.is_file() and seconds > 0
-    assert run.parameters == {"dataset": "chestxray", "seed": 0, "profile": "smoke"}
+    assert run.parameters == {"datasets": "chestxray", "seed": 0, "profile": "smoke"}
     nb = nbformat.read(str(path), as_version=4)
-    assert nb.metadata["papermill"]["parameters"]["dataset"] == "chestxray"
+    assert nb.metadata["papermill"]["parameters"]["datasets"] == "chestxray"
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and 'dataset = "chestxray"' in injected[0].source
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -328,7 +407,7 @@ def test_run_chapter_with_parameters(book_env, tmp_path):
 @pytest.mark.mirror
 def test_run_chapter_reports_the_failing_cell(book_env, tmp_path):
     with pytest.raises(book.ExecutionError, match="unknown dataset") as err:
-        book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "nope"},
+        book.run_chapter("data_and_models", profile="smoke", parameters={"datasets": "nope"},
                          output=tmp_path / "bad.ipynb", progress=False, echo=False)
     assert str(tmp_path / "bad.ipynb") in str(err.value)
 
@@ -370,7 +449,7 @@ def test_run_chapter_with_a_relative_data_folder_from_another_folder(book_env, t
     relative = os.path.relpath(book_env, elsewhere)
     assert not os.path.isabs(relative) and relative.startswith("..")
     monkeypatch.setenv(paths.DATA_ENV, relative)
-    run = book.run_chapter("data_and_models", profile="smoke", parameters={"dataset": "breastmnist"},
+    run = book.run_chapter("data_and_models", profile="smoke", parameters={"datasets": "breastmnist"},
                            output="dm.ipynb", progress=False, echo=False)
     assert run.path == (elsewhere / "dm.ipynb")
     assert os.environ[paths.DATA_ENV] == str(book_env.resolve()) or os.path.samefile(os.environ[paths.DATA_ENV], book_env)
