@@ -395,7 +395,7 @@ def test_run_chapter_with_parameters(book_env, tmp_path):
     nb = nbformat.read(str(path), as_version=4)
     assert nb.metadata["papermill"]["parameters"]["datasets"] == "chestxray"
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and 'dataset = "chestxray"' in injected[0].source
+    assert injected and 'datasets = "chestxray"' in injected[0].source
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
