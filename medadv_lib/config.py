@@ -310,8 +310,8 @@ class DefenseConfig(_Section):
         _check(not unknown and self.regime_list, f"defense.regimes must be a comma-separated subset of "
                                                  f"{','.join(self.REGIMES)}, got {self.regimes!r}")
         _check(0 <= self.at_eps_low <= self.at_eps_high <= 1,
-               f"defense.at_eps_low/at_eps_high must satisfy 0 <= low <= high <= 1, got "
-               f"{self.at_eps_low}, {self.at_eps_high}")
+               f"defense.at_eps_low={self.at_eps_low} and defense.at_eps_high={self.at_eps_high} must satisfy "
+               "0 <= at_eps_low <= at_eps_high <= 1 (budgets on the [0, 1] scale; the paper: 0.001 and 0.003)")
         _check(self.lam >= 0, f"defense.lam must be >= 0, got {self.lam}")
         _check(self.variant in ("paper", "released"), f"defense.variant must be 'paper' or 'released', "
                                                       f"got {self.variant!r}")

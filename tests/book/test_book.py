@@ -443,16 +443,17 @@ def test_run_chapter_with_a_relative_data_folder_from_another_folder(book_env, t
     """``MEDADV_DATA_DIR=../shared/data`` means the caller's folder, although the kernel runs in ``book/``."""
     import nbformat
 
+    data = Path(book_env).resolve()  # the fixture's folder may itself be relative (make test with ../shared/data)
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
-    relative = os.path.relpath(book_env, elsewhere)
+    relative = os.path.relpath(data, elsewhere)
     assert not os.path.isabs(relative) and relative.startswith("..")
     monkeypatch.setenv(paths.DATA_ENV, relative)
     run = book.run_chapter("data_and_models", profile="smoke", parameters={"datasets": "breastmnist"},
                            output="dm.ipynb", progress=False, echo=False)
     assert run.path == (elsewhere / "dm.ipynb")
-    assert os.environ[paths.DATA_ENV] == str(book_env.resolve()) or os.path.samefile(os.environ[paths.DATA_ENV], book_env)
+    assert os.environ[paths.DATA_ENV] == str(data) or os.path.samefile(os.environ[paths.DATA_ENV], data)
     nb = nbformat.read(str(run.path), as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
 
