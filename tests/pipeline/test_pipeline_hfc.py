@@ -1,44 +1,14 @@
 """The HFC stages: the cached mixture fit, the two-setting detection experiment, the sweep, the PCA view."""
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
-from torch.nn import functional as F
 
 from medadv_lib.attacks import HFCConstraint
 from medadv_lib.cache import Cache
 from medadv_lib.config import get_profile
-from medadv_lib.data import ImageSplit
 from medadv_lib.detectors import standard_detectors
 from medadv_lib.metrics import result_columns
-from medadv_lib.models import build_model
 from medadv_lib.pipeline.hfc import (KINDS, attack_label, hfc_experiment, hfc_fit, hfc_sweep, pca_view)
-
-
-def _toy(n, g):
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = (0.42 + 0.16 * y.float()[:, None, None, None] + 0.12 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1)
-    return ImageSplit((x * 255).round().to(torch.uint8), y)
-
-
-@pytest.fixture(scope="module")
-def toy_tm():
-    g = torch.Generator().manual_seed(0)
-    train, test = _toy(200, g), _toy(80, g)
-    torch.manual_seed(0)
-    model = build_model("smallcnn", in_channels=1, num_classes=2, image_size=8, dropout=0.3)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    xf = train.float()
-    for _ in range(30):
-        idx = torch.randint(0, 200, (32,), generator=g)
-        loss = F.cross_entropy(model(xf[idx]), train.labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    return SimpleNamespace(model=model, dataset=SimpleNamespace(name="toy"), train=train, test=test,
-                           cache=SimpleNamespace(key="model-toy0000000000"))
 
 
 def test_attack_label():
