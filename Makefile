@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
+	# the peer the attack tests compare with; --no-deps: torchattacks pins an old `requests`
+	$(BIN)/python -m pip install -q --no-deps torchattacks
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, '| torchvision', torchvision.__version__)"
 	rm -f $(VENV)/.installed-* && touch $@
 
