@@ -1,6 +1,5 @@
 """The SMIA chapter's cached stages, statistics and verdicts, on a tiny toy model."""
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -8,40 +7,19 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.nn import functional as F
+
+from _toy_model import toy_trained_model
 
 from medadv_lib.cache import Cache
 from medadv_lib.config import get_profile
-from medadv_lib.data import ImageSplit
-from medadv_lib.models import build_model
 from medadv_lib.pipeline.smia import (COMPARED, accuracy_verdict, beta2_sweep, choose_beta2, detectability_verdict,
                                       high_frequency_fraction, perturbation_stats, smia_experiment, spread_verdict,
                                       total_variation)
 
 
-def _toy(n, g):
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = (0.42 + 0.16 * y.float()[:, None, None, None] + 0.12 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1)
-    return ImageSplit((x * 255).round().to(torch.uint8), y)
-
-
 @pytest.fixture(scope="module")
 def toy_tm():
-    g = torch.Generator().manual_seed(0)
-    train, test = _toy(160, g), _toy(40, g)
-    torch.manual_seed(0)
-    model = build_model("smallcnn", in_channels=1, num_classes=2, image_size=8, dropout=0.0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    xf = train.float()
-    for _ in range(30):
-        idx = torch.randint(0, 160, (32,), generator=g)
-        loss = F.cross_entropy(model(xf[idx]), train.labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    return SimpleNamespace(model=model, dataset=SimpleNamespace(name="toy"), train=train, test=test,
-                           cache=SimpleNamespace(key="model-toy0000000000"))
+    return toy_trained_model(160, 40, dropout=0.0, steps=30)
 
 
 @pytest.fixture(scope="module")

@@ -4,38 +4,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
-from torch.nn import functional as F
+
+from _toy_model import toy_trained_model
 
 from medadv_lib.cache import Cache
 from medadv_lib.config import get_profile
-from medadv_lib.data import ImageSplit
-from medadv_lib.models import build_model
 from medadv_lib.pipeline import StressResult, dataset_roles, parse_datasets, stress_experiment
-
-
-def _toy(n, g):
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = (0.42 + 0.16 * y.float()[:, None, None, None] + 0.12 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1)
-    return ImageSplit((x * 255).round().to(torch.uint8), y)
 
 
 @pytest.fixture(scope="module")
 def toy_tm():
-    g = torch.Generator().manual_seed(0)
-    train, test = _toy(120, g), _toy(40, g)
-    torch.manual_seed(0)
-    model = build_model("smallcnn", in_channels=1, num_classes=2, image_size=8)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(20):
-        idx = torch.randint(0, 120, (32,), generator=g)
-        loss = F.cross_entropy(model(train.float()[idx]), train.labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    return SimpleNamespace(model=model, dataset=SimpleNamespace(name="toy"), train=train, test=test,
-                           cache=SimpleNamespace(key="model-toy0000000000"))
+    return toy_trained_model(120, 40, dropout=0.0, steps=20)
 
 
 @pytest.fixture(scope="module")
