@@ -177,3 +177,24 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
     assert h_res == h_ref
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()))
     assert not ckpt.exists()
+
+
+def test_cpu_training_is_channels_last_inside_and_standard_outside():
+    """The loop trains 2-D convolutions channels-last on the CPU (faster with oneDNN); the model
+    comes back in the standard layout, the same function as when it went in, and reruns agree bit for bit."""
+    x, y = _separable()
+    seen = []
+
+    def records_layout(model, xb, yb, u=None):
+        seen.append((xb.is_contiguous(memory_format=torch.channels_last),
+                     next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)))
+        return CrossEntropy()(model, xb, yb, u)
+
+    runs = []
+    for _ in range(2):
+        model = _model()
+        train_model(model, x, y, epochs=1, batch_size=32, seed=1, progress=False, objective=records_layout)
+        assert all(p.is_contiguous() for p in model.parameters())
+        runs.append(model.state_dict())
+    assert seen and all(a and b for a, b in seen)
+    assert all(torch.equal(a, b) for a, b in zip(*(r.values() for r in runs)))
