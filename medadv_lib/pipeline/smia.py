@@ -35,8 +35,8 @@ from ..config import Profile
 from ..models import PENULTIMATE
 from .adversarial import adversarial_examples, attack_subset
 
-__all__ = ["COMPARED", "SMIA_VERSION", "SMIAExperiment", "accuracy_verdict", "beta2_sweep", "choose_beta2",
-           "detectability_verdict", "high_frequency_fraction", "perturbation_stats", "spread_verdict",
+__all__ = ["CHAPTER_SETTINGS", "COMPARED", "SMIA_VERSION", "SMIAExperiment", "accuracy_verdict", "beta2_sweep", "chapter_settings",
+           "choose_beta2", "detectability_verdict", "high_frequency_fraction", "perturbation_stats", "spread_verdict",
            "smia_experiment", "total_variation"]
 
 #: Bump when this module changes its numbers (invalidates the cached ``smia`` stages).
@@ -45,6 +45,20 @@ SMIA_VERSION = "1"
 COMPARED = ("fgsm", "bim", "pgd", "smia")
 #: The attacks compared over random restarts (FGSM and BIM have no random start).
 RESTARTED = ("pgd", "smia")
+#: Per-profile sizes of the chapter's costlier sections (the accuracy curves use the profile's
+#: ``attack`` section and share PGD's sets with the stress test). ``restart_images`` of the attacked
+#: images are restarted ``restarts`` times; the beta2 sweep attacks ``sweep_images`` images with
+#: ``sweep_restarts`` restarts; the detection section attacks ``detect_images`` images.
+CHAPTER_SETTINGS = {
+    "smoke": {"restart_images": 12, "restarts": 5, "sweep_images": 12, "sweep_restarts": 2, "detect_images": 60},
+    "cpu": {"restart_images": 32, "restarts": 5, "sweep_images": 32, "sweep_restarts": 2, "detect_images": 100},
+    "paper": {"restart_images": 200, "restarts": 5, "sweep_images": 200, "sweep_restarts": 3, "detect_images": 500},
+}
+
+
+def chapter_settings(profile: Profile) -> dict:
+    """The SMIA chapter's sample sizes for a profile (a user profile gets the ``cpu`` sizes)."""
+    return dict(CHAPTER_SETTINGS.get(profile.name, CHAPTER_SETTINGS["cpu"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,7 +206,8 @@ def _restart_runs(tm, attack: str, eps: float, x: torch.Tensor, y: torch.Tensor,
 
 def smia_experiment(tm, profile: Profile, *, seed: int = 0, n_images: int | None = None,
                     beta2: float | None = None, stability_eps: float | None = None, restarts: int = 5,
-                    n_examples: int = 4, cache: Cache | None = None) -> SMIAExperiment:
+                    restart_images: int | None = None, n_examples: int = 4,
+                    cache: Cache | None = None) -> SMIAExperiment:
     """SMIA against FGSM, BIM and PGD on one trained model, at equal budgets and steps, untargeted.
 
     Parameters
@@ -214,6 +229,9 @@ def smia_experiment(tm, profile: Profile, *, seed: int = 0, n_images: int | None
         all saturate at 0 % accuracy.
     restarts : int, default 5
         Random restarts per image (PGD and SMIA, both with a uniform random start in the ball).
+    restart_images : int, optional
+        Restart only the first this many attacked images (the restarts cost ``2 * restarts`` attacks
+        of them); default all of them.
     n_examples : int, default 4
         Clean images whose perturbations are kept for display.
     cache : Cache, optional
@@ -227,6 +245,9 @@ def smia_experiment(tm, profile: Profile, *, seed: int = 0, n_images: int | None
 
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 2:
         raise ValueError(f"restarts must be an int >= 2 (a spread needs two runs), got {restarts!r}.")
+    if restart_images is not None and (isinstance(restart_images, bool) or not isinstance(restart_images, int)
+                                       or restart_images < 2):
+        raise ValueError(f"restart_images must be an int >= 2 or None (every attacked image), got {restart_images!r}.")
     cache = cache or Cache()
     n_images = n_images or profile.attack.curve_images
     eps_list = [float(e) for e in profile.attack.eps]
@@ -260,20 +281,21 @@ def smia_experiment(tm, profile: Profile, *, seed: int = 0, n_images: int | None
         curve["eps_k"] = np.round(curve["eps"] * 256, 6)
 
         traces, per_image = [], []
+        xr, yr = x[:restart_images], y[:restart_images]
         for attack in RESTARTED:
-            ce, ok, trace = _restart_runs(tm, attack, stab_eps, x, y, steps=profile.attack.steps, seed=seed,
+            ce, ok, trace = _restart_runs(tm, attack, stab_eps, xr, yr, steps=profile.attack.steps, seed=seed,
                                           restarts=restarts, batch_size=profile.attack.batch_size, beta2=beta2)
             t = trace.numpy()
             traces.append(pd.DataFrame({"attack": attack, "step": np.arange(t.shape[0]), "mean": t.mean(1),
                                         "q25": np.quantile(t, 0.25, axis=1), "q75": np.quantile(t, 0.75, axis=1)}))
-            per_image.append(pd.DataFrame({"attack": attack, "image": np.arange(len(y)),
+            per_image.append(pd.DataFrame({"attack": attack, "image": np.arange(len(yr)),
                                            "ce_std": ce.std(0, unbiased=True).numpy(),
                                            "success_std": ok.std(0, unbiased=True).numpy(),
                                            "ce_mean": ce.mean(0).numpy(), "success_mean": ok.mean(0).numpy()}))
         restarts_frame = pd.concat(per_image, ignore_index=True)
         spread = restarts_frame.groupby("attack", sort=False)[["ce_std", "success_std", "ce_mean", "success_mean"]] \
             .mean().reset_index()
-        spread["n_images"], spread["n_restarts"] = len(y), restarts
+        spread["n_images"], spread["n_restarts"] = len(yr), restarts
 
         stats = [perturbation_stats(sets[a, stab_eps]["x"], sets[a, stab_eps]["x_adv"], stab_eps).assign(attack=a)
                  for a in COMPARED]
@@ -287,6 +309,8 @@ def smia_experiment(tm, profile: Profile, *, seed: int = 0, n_images: int | None
 
     params = {"n_images": int(n_images), "eps": eps_list, "stability_eps": stab_eps, "steps": profile.attack.steps,
               "beta2": beta2, "restarts": restarts, "seed": int(seed), "n_examples": int(n_examples)}
+    if restart_images is not None:  # absent = every image, so earlier entries keep their keys
+        params["restart_images"] = int(restart_images)
     out, entry = cache.get_or_compute("smia", params, compute, version=SMIA_VERSION, upstream=keys,
                                       command=f"medadv run smia -p profile {profile.name}",
                                       meta={"dataset": name, "profile": profile.name})

@@ -103,3 +103,20 @@ def test_claims_and_labels(experiment):
                                                                  - att.loc["hfc", "success_rate"]))
     assert claims["fs_drop_ok"].iloc[0] == (claims["fs_drop"].iloc[0] >= 0.15)
     assert "of 1 runs" in claims_text(claims)
+
+
+def test_adaptive_attacks_on_some_bases_only(experiment, toy_tm):
+    from medadv_lib.pipeline.hfc import claims_text, hfc_claims, steps_text
+
+    _, cache, dets = experiment
+    exp = hfc_experiment(toy_tm, get_profile("smoke"), dets, eps=0.1, bases=("bim", "pgd"), adaptive=("bim",),
+                         n_images=60, n_reference=120, n_boot=10, step_fraction=1 / 10, cache=cache)
+    kinds = exp.results[exp.results["setting"] == "paper"].groupby("base")["kind"].unique().map(set).to_dict()
+    assert kinds == {"bim": set(KINDS), "pgd": {"base", "hfc"}}
+    claims = hfc_claims(exp.results, exp.attacks).set_index("base")
+    assert claims.loc["pgd", ["hfc_vs_adaptive_kd"]].isna().all() and claims.loc["bim", ["hfc_vs_adaptive_kd"]].notna().all()
+    assert "of 1 runs with that attack" in claims_text(claims.reset_index())
+    with pytest.raises(ValueError, match="not among the bases"):
+        hfc_experiment(toy_tm, get_profile("smoke"), dets, eps=0.1, bases=("bim",), adaptive=("pgd",), n_images=60,
+                       cache=cache)
+    assert steps_text(1 / 40) == "step eps/40, 80 steps (the authors' rule)"

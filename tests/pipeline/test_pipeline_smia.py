@@ -55,6 +55,19 @@ def test_experiment_tables_bounds_and_cache(toy_tm, profile, tmp_path):
         smia_experiment(toy_tm, profile, restarts=1, cache=cache)
 
 
+def test_restarts_on_the_first_images_only(toy_tm, profile, tmp_path):
+    cache = Cache(tmp_path)
+    full = smia_experiment(toy_tm, profile, restarts=2, cache=cache)
+    part = smia_experiment(toy_tm, profile, restarts=2, restart_images=5, cache=cache)
+    assert not part.cached and (part.spread["n_images"] == 5).all() and len(part.restarts) == 2 * 5
+    pd.testing.assert_frame_equal(part.curve, full.curve)  # the curves do not depend on the restarts
+    # the restarted images are the first ones: their per-image spread is the full run's
+    sub = full.restarts[full.restarts["image"] < 5].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.restarts, sub)
+    with pytest.raises(ValueError, match="restart_images"):
+        smia_experiment(toy_tm, profile, restarts=2, restart_images=1, cache=cache)
+
+
 def test_trace_starts_at_the_clean_cross_entropy(toy_tm, profile, tmp_path):
     exp = smia_experiment(toy_tm, profile, restarts=2, cache=Cache(tmp_path))
     subset_x = exp.examples["x"]  # the first images of the attacked subset
