@@ -1,6 +1,7 @@
 """The HFC stages: the cached mixture fit, the two-setting detection experiment, the sweep, the PCA view."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medadv_lib.attacks import HFCConstraint
@@ -120,3 +121,22 @@ def test_adaptive_attacks_on_some_bases_only(experiment, toy_tm):
         hfc_experiment(toy_tm, get_profile("smoke"), dets, eps=0.1, bases=("bim",), adaptive=("pgd",), n_images=60,
                        cache=cache)
     assert steps_text(1 / 40) == "step eps/40, 80 steps (the authors' rule)"
+
+
+def test_beside_the_paper_has_the_paper_first_then_one_row_per_run(experiment):
+    from medadv_lib.pipeline.hfc import PAPER_RESULT, beside_the_paper, hfc_claims
+
+    claims = hfc_claims(experiment[0].results, experiment[0].attacks)
+    side = beside_the_paper(claims, arch="resnet18", image_size=28)
+    assert side.iloc[0].to_dict() == PAPER_RESULT and len(side) == 1 + len(claims)
+    assert side.iloc[1]["data"] == "resnet18, 28 px" and "toy, BIM" in side.iloc[1]["source"]
+
+
+def test_sweep_table_one_row_per_setting():
+    from medadv_lib.pipeline.hfc import sweep_table
+
+    sweep = pd.DataFrame({"n_components": [1, 1, 2, 2], "lam": [1.0, 1.0, 1.0, 1.0], "detector": ["KD", "MAHA"] * 2,
+                          "auroc": [0.6, 0.7, 0.5, 0.8], "attack_success_rate": [0.9, 0.9, 0.8, 0.8]})
+    table = sweep_table(sweep)
+    assert list(table.columns) == ["K", "lambda", "AUROC KD", "AUROC MAHA", "HFC success"]
+    assert table["HFC success"].tolist() == [0.9, 0.8] and table["AUROC MAHA"].tolist() == [0.7, 0.8]

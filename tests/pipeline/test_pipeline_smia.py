@@ -138,9 +138,15 @@ def test_choose_beta2_prefers_strong_then_steady_then_small():
                           "ce_std": [0.1, 0.05, 0.08, 0.01]})
     assert choose_beta2(sweep)["beta2"] == 1.0  # 16 is steadiest but much weaker
     assert choose_beta2(sweep, tol=0.0)["beta2"] == 4.0
+    # beta2 = 0 is BIM, the reference: never chosen, even when it is the strongest and steadiest
+    flat = pd.DataFrame({"beta2": [0.0, 0.25, 1.0], "accuracy": [0.5, 0.5, 0.5], "ce_std": [0.009, 0.010, 0.009]})
+    chosen = choose_beta2(flat)
+    assert chosen["beta2"] == 1.0 and "as strong and as steady" in chosen["text"]
+    with pytest.raises(ValueError, match="positive"):
+        choose_beta2(flat.iloc[:1])
     tie = pd.DataFrame({"beta2": [2.0, 1.0], "accuracy": [0.2, 0.2], "ce_std": [0.1, 0.1]})
     assert choose_beta2(tie)["beta2"] == 1.0 and "beta2 = 1" in choose_beta2(tie)["text"]
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="no beta2 > 0"):
         choose_beta2(sweep.iloc[:0])
 
 
