@@ -59,7 +59,7 @@ from .ssat_uad import clip_to_budget
 log = logging.getLogger(__name__)
 
 __all__ = ["ATTACKS", "ATTACK_LABELS", "DETECTORS", "FPR_GRID", "PAPER_TABLE2", "RISK_VERSION", "RiskExperiment",
-           "deployment_text", "hfc_verdict", "risk_experiment", "table2_frame", "table2_verdict", "worst_case"]
+           "deployment_text", "hfc_verdict", "mark_best", "risk_experiment", "table2_frame", "table2_verdict", "worst_case"]
 
 #: Bump when the stage's numbers change (invalidates every ``risk`` entry, never the attacks).
 RISK_VERSION = "1"
@@ -366,12 +366,20 @@ def risk_experiment(name: str, profile: Profile, *, seed: int = 0, detectors: Se
     lead = ["dataset", "regime"]
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if k != "fits"}
     tables = {k: t[lead + [c for c in t.columns if c not in lead]] for k, t in tables.items()}
-    curve = tables["fpr_curve"]
-    if len(curve):
-        best = curve.groupby("regime")["r"].transform("min")
-        curve["best"] = curve["r"].eq(best) & ~curve.duplicated(["regime", "r"])
+    curve = mark_best(tables["fpr_curve"]) if len(tables["fpr_curve"]) else tables["fpr_curve"]
     return RiskExperiment(table=tables["table"][TABLE_COLUMNS], budget=tables["budget"], fpr_curve=curve,
                           fits=pd.DataFrame(frames["fits"]), skipped=skipped, cache_keys=list(dict.fromkeys(keys)))
+
+
+def mark_best(curve: pd.DataFrame) -> pd.DataFrame:
+    """``curve`` with a ``best`` column: True at the least-risk FPR of each (dataset, regime), the
+    smallest such FPR on ties."""
+    curve = curve.copy()
+    order = curve.sort_values("fpr", kind="stable").index
+    least = curve.groupby(["dataset", "regime"])["r"].transform("min")
+    first = ~curve.loc[order].duplicated(["dataset", "regime", "r"]).reindex(curve.index)
+    curve["best"] = curve["r"].eq(least) & first
+    return curve
 
 
 # ------------------------------------------------------------------------------------------ verdicts

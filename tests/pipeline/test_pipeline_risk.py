@@ -185,3 +185,10 @@ def test_table2_frame_puts_the_paper_beside():
     f = risk.table2_frame(t, b)
     assert f[["regime", "eps"]].values.tolist() == [["NT", 0.005], ["SSAT", 0.005], ["SSAT", 0.01]]
     assert f["paper_r_uad"].tolist() == [0.892, 0.215, 0.450] and f["r_uad"].tolist() == [0.8, 0.2, 0.4]
+
+
+def test_mark_best_is_per_dataset_and_regime_and_takes_the_smallest_fpr_on_ties():
+    curve = pd.DataFrame({"dataset": ["a"] * 3 + ["b"] * 3, "regime": ["NT"] * 6, "fpr": [0.1, 0.0, 0.05] * 2,
+                          "r": [0.5, 0.9, 0.5, 0.3, 0.2, 0.4]})
+    best = risk.mark_best(curve)
+    assert best.loc[best["best"], ["dataset", "fpr"]].values.tolist() == [["a", 0.05], ["b", 0.0]]
