@@ -17,11 +17,12 @@ from .defenses import REGIME_LABELS, REGIMES, regime_model, regime_split, regime
 from .detection import DETECTION_VERSION, DetectionBenchmark, benchmark_runs, detection_benchmark, detector_spec
 from .detection_experiment import DetectionExperiment, detection_experiment, detection_runs
 from .direction import DIRECTION_VERSION, DirectionResult, direction_experiment
+from .risk import RISK_VERSION, RiskExperiment, risk_experiment
 from .roles import DatasetRoles, binary_and_multiclass, dataset_roles, parse_datasets
 from .stress import STRESS_VERSION, StressResult, stress_experiment
 from .models import TRAINING_VERSION, TrainedModel, channel_stats, default_datasets, get_dataset, profile_splits, trained_model
 
-__all__ = ["REGIMES", "REGIME_LABELS", "regime_model", "regime_split", "regimes_for", "ATTACK_VERSION", "DETECTION_VERSION", "DatasetRoles", "STRESS_VERSION", "StressResult",
+__all__ = ["RISK_VERSION", "RiskExperiment", "risk_experiment", "REGIMES", "REGIME_LABELS", "regime_model", "regime_split", "regimes_for", "ATTACK_VERSION", "DETECTION_VERSION", "DatasetRoles", "STRESS_VERSION", "StressResult",
            "dataset_roles", "parse_datasets", "stress_experiment", "DIRECTION_VERSION", "DirectionResult",
            "binary_and_multiclass", "direction_experiment", "DetectionExperiment", "detection_experiment",
            "detection_runs", "TRAINING_VERSION", "DetectionBenchmark", "TrainedModel",

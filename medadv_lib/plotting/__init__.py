@@ -5,7 +5,8 @@
 * :mod:`.data`: sample grids, class balance, training histories, execution times;
 * :mod:`.analysis`: accuracy under attack, the stress test, the fixed-direction effect;
 * :mod:`.detection`: detector heat-maps and ROC curves;
-* :mod:`.smia`: the SMIA chapter (accuracy under four attacks, loss bands, perturbations, beta2).
+* :mod:`.smia`: the SMIA chapter (accuracy under four attacks, loss bands, perturbations, beta2);
+* :mod:`.risk`: the risk chapter (risk heat-map, risk against the budget and UAD's FPR).
 
 The DataFrames the tables show are built in :mod:`medadv_lib.tables`; nothing here computes a
 result. A new chapter adds its figures as a module here.
@@ -20,11 +21,12 @@ from .analysis import cosine_plot, pca_plot, robustness_plot, stress_plot, traje
 from .data import class_balance_plot, history_plot, pick_per_class, sample_grid, timings_plot
 from .defenses import regime_robustness_plot, uad_embedding_plot
 from .detection import detection_heatmap, roc_figure
+from .risk import risk_budget_plot, risk_fpr_plot, risk_heatmap
 from .smia import ATTACK_COLORS, attack_curves_plot, beta2_plot, loss_trace_plot, perturbation_grid
 from .style import (DOMAIN_COLORS, PALETTE, SPLIT_COLORS, STYLE, TABLE_STYLES, dataset_colors, natural_datasets,
                     new_figure, save_figure, show, table, use_style)
 
 __all__ = ["ATTACK_COLORS", "DOMAIN_COLORS", "attack_curves_plot", "beta2_plot", "loss_trace_plot", "perturbation_grid", "PALETTE", "SPLIT_COLORS", "STYLE", "TABLE_STYLES", "class_balance_plot", "cosine_plot",
            "dataset_colors", "detection_heatmap", "history_plot", "natural_datasets", "new_figure", "pca_plot",
-           "pick_per_class", "regime_robustness_plot", "robustness_plot", "uad_embedding_plot", "roc_figure", "sample_grid", "save_figure", "show", "stress_plot",
+           "pick_per_class", "regime_robustness_plot", "risk_budget_plot", "risk_fpr_plot", "risk_heatmap", "robustness_plot", "uad_embedding_plot", "roc_figure", "sample_grid", "save_figure", "show", "stress_plot",
            "table", "timings_plot", "trajectory_plot", "use_style"]
