@@ -139,8 +139,17 @@ class SSAT(_FGSMObjective):
     """SSAT: semi-supervised adversarial training, ``L = L_sup + lambda * L_unsup`` (Li, Pan & Zhu, Eq. 1).
 
     ``L_sup`` is :class:`AdversarialTraining`'s loss on the labelled mini-batch; ``L_unsup`` the same
-    on the unlabelled mini-batch with pseudo-labels, the current model's predictions on the clean
-    unlabelled images (taken from the training pass, detached: no gradient flows through the labels).
+    on the unlabelled mini-batch with pseudo-labels (detached: no gradient flows through the labels).
+
+    Where the pseudo-labels come from. The paper: "predicted by f_theta", the model being trained
+    (``pseudo_labels="online"``, the "online targets" of the work it cites for lambda, Stanforth et
+    al. 2019, arXiv 1905.13725). That work also gives "fixed targets": the predictions of a base
+    classifier trained on the labelled images alone (``pseudo_labels="teacher"``, pass it as
+    ``teacher``; it is evaluated in eval mode and never trained). Online targets need a network
+    that already separates the classes when training starts (the paper fine-tunes an ImageNet
+    ResNet-18): trained from scratch with lambda = 5, a network's own early guesses reinforce one
+    class until it predicts it for everything (measured at the ``cpu`` profile, see the SSAT
+    chapter), which fixed targets cannot do.
 
     Parameters
     ----------
@@ -150,21 +159,42 @@ class SSAT(_FGSMObjective):
         ``"paper"``: adversarial training on both parts, as the paper states. ``"released"``: the
         released notebook's loss, ``CE(f(x), y) + lam * CE(f(FGSM(u)), pseudo(u))`` (clean labelled
         images, adversarial unlabelled images only).
+    pseudo_labels : {"online", "teacher"}
+        The current model's predictions (the paper) or a fixed teacher's (see above).
+    teacher : nn.Module, optional
+        The fixed classifier of ``pseudo_labels="teacher"`` (required there, refused otherwise).
     eps_range, craft, seed
         As for :class:`AdversarialTraining` (one budget per mini-batch for both parts).
     """
 
     VARIANTS = ("paper", "released")
+    PSEUDO_LABELS = ("online", "teacher")
 
-    def __init__(self, lam: float = 5.0, *, variant: str = "paper", eps_range=(0.001, 0.003), craft: str = "train",
-                 seed: int = 0):
+    def __init__(self, lam: float = 5.0, *, variant: str = "paper", pseudo_labels: str = "online",
+                 teacher: nn.Module | None = None, eps_range=(0.001, 0.003), craft: str = "train", seed: int = 0):
         super().__init__(eps_range, craft, seed)
         lam = float(lam)
         if not math.isfinite(lam) or lam < 0:
             raise ValueError(f"lam must be a finite weight >= 0, got {lam!r}.")
         if variant not in self.VARIANTS:
             raise ValueError(f"variant must be one of {self.VARIANTS}, got {variant!r}.")
-        self.lam, self.variant = lam, variant
+        if pseudo_labels not in self.PSEUDO_LABELS:
+            raise ValueError(f"pseudo_labels must be one of {self.PSEUDO_LABELS}, got {pseudo_labels!r}.")
+        if (pseudo_labels == "teacher") != (teacher is not None):
+            raise ValueError("pseudo_labels='teacher' needs teacher=<a trained classifier> (e.g. the NT model of the "
+                             "same labelled split), and a teacher is only used with pseudo_labels='teacher'.")
+        if teacher is not None and not isinstance(teacher, nn.Module):
+            raise TypeError(f"teacher must be a torch.nn.Module, got {type(teacher).__name__}.")
+        self.lam, self.variant, self.pseudo_labels, self.teacher = lam, variant, pseudo_labels, teacher
+
+    @torch.no_grad()
+    def _teacher_labels(self, unlabelled: torch.Tensor) -> torch.Tensor:
+        was_training = self.teacher.training
+        self.teacher.eval()
+        try:
+            return self.teacher(unlabelled).argmax(1)
+        finally:
+            self.teacher.train(was_training)
 
     def __call__(self, model, x, y, unlabelled=None):
         if unlabelled is None:
@@ -177,19 +207,22 @@ class SSAT(_FGSMObjective):
         else:
             logits = model(x)
             sup = F.cross_entropy(logits, y)
-        # pseudo-labels: the current model's prediction on the clean unlabelled images
+        # pseudo-labels: the current model's (or the teacher's) prediction on the clean unlabelled images
+        fixed = self._teacher_labels(unlabelled.detach()) if self.teacher is not None else None
         if self.craft == "train":
             u = unlabelled.detach().requires_grad_(True)
             logits_u = model(u)
-            pseudo = logits_u.detach().argmax(1)
+            pseudo = logits_u.detach().argmax(1) if fixed is None else fixed
             (grad,) = torch.autograd.grad(F.cross_entropy(logits_u, pseudo, reduction="sum"), u,
                                           retain_graph=self.variant == "paper")
             u_adv = (u.detach() + eps * grad.sign()).clamp_(0.0, 1.0)
         else:
-            with torch.no_grad():
-                model.eval()
-                pseudo = model(unlabelled).argmax(1)
-                model.train()
+            pseudo = fixed
+            if pseudo is None:
+                with torch.no_grad():
+                    model.eval()
+                    pseudo = model(unlabelled).argmax(1)
+                    model.train()
             logits_u, u_adv = fgsm_pair(model, unlabelled, pseudo, eps, "eval")
         ce_u_adv = F.cross_entropy(model(u_adv), pseudo)
         unsup = (F.cross_entropy(logits_u, pseudo) + ce_u_adv) / 2 if self.variant == "paper" else ce_u_adv
@@ -198,5 +231,8 @@ class SSAT(_FGSMObjective):
                       "loss_unsup": unsup.detach(), "eps": eps}
 
     def spec(self) -> dict:
-        return {"name": "ssat", "lam": self.lam, "variant": self.variant, "eps_range": list(self.eps_range),
+        spec = {"name": "ssat", "lam": self.lam, "variant": self.variant, "eps_range": list(self.eps_range),
                 "craft": self.craft, "seed": self.seed}
+        if self.pseudo_labels != "online":  # keeps the keys of online-target models unchanged
+            spec["pseudo_labels"] = self.pseudo_labels
+        return spec

@@ -16,6 +16,8 @@ import logging
 import time
 from dataclasses import asdict
 
+import torch
+
 from ..cache import Cache, stage_key
 from ..config import DefenseConfig, Profile
 from ..data import Dataset
@@ -54,8 +56,11 @@ def regimes_for(num_classes: int, regimes) -> list[str]:
     return [r for r in (check_regime(r) for r in regimes) if r != "gce" or num_classes >= 3]
 
 
-def regime_objective(regime: str, cfg: DefenseConfig, seed: int = 0):
-    """The training objective of ``regime`` with the settings of ``cfg`` (seeded budget draws)."""
+def regime_objective(regime: str, cfg: DefenseConfig, seed: int = 0, teacher=None):
+    """The training objective of ``regime`` with the settings of ``cfg`` (seeded budget draws).
+
+    ``teacher`` is the fixed classifier of SSAT's ``pseudo_labels="teacher"`` (the NT model).
+    """
     regime = check_regime(regime)
     eps_range = (cfg.at_eps_low, cfg.at_eps_high)
     if regime == "nt":
@@ -64,7 +69,8 @@ def regime_objective(regime: str, cfg: DefenseConfig, seed: int = 0):
         return AdversarialTraining(eps_range, seed=seed)
     if regime == "gce":
         return GCETraining()
-    return SSAT(cfg.lam, variant=cfg.variant, eps_range=eps_range, seed=seed)
+    return SSAT(cfg.lam, variant=cfg.variant, pseudo_labels=cfg.pseudo_labels,
+                teacher=teacher if cfg.pseudo_labels == "teacher" else None, eps_range=eps_range, seed=seed)
 
 
 def split_sizes(pool: int, labelled: int, unlabelled: int) -> tuple[int, int]:
@@ -103,7 +109,9 @@ def _split_digest(split: SemiSupervisedSplit) -> str:
 def regime_key_params(regime: str, profile: Profile, split: SemiSupervisedSplit, seed: int) -> dict:
     """The parameters of a regime model's cache key: regime, objective, split, training settings, seed."""
     cfg = profile.defense
-    objective = regime_objective(regime, cfg, seed)
+    # the spec does not depend on which teacher labels SSAT's images: the teacher's cache key is an upstream key
+    stand_in = torch.nn.Identity() if regime == "ssat" and cfg.pseudo_labels == "teacher" else None
+    objective = regime_objective(regime, cfg, seed, stand_in)
     spec = objective.spec() if regime != "nt" else {"name": "nt"}
     training = {k: v for k, v in asdict(cfg).items() if k in ("arch", "epochs", "min_steps", "batch_size", "lr")}
     training.update({k: getattr(profile.train, k) for k in ("weight_decay", "dropout", "augment")})
@@ -119,7 +127,8 @@ def regime_model(name: str, regime: str, profile: Profile, *, seed: int = 0, dev
     """The model of training regime ``regime`` on data set ``name`` at ``profile``, from the cache when possible.
 
     NT, AT and GCE train on the labelled part of :func:`regime_split`; SSAT also reads the
-    unlabelled part (its labels are never used). The returned :class:`TrainedModel` has ``train``
+    unlabelled part (its labels are never used), pseudo-labelled by itself or, with
+    ``defense.pseudo_labels = "teacher"``, by this function's NT model (trained or loaded first). The returned :class:`TrainedModel` has ``train``
     = the labelled part (the clean reference UAD is fitted on, as in the paper), ``test`` = the
     profile's test subset, and ``metrics`` with the test metrics plus ``train_seconds`` (the
     wall time of training, measured when the model was trained) and the split's sizes.
@@ -137,7 +146,14 @@ def regime_model(name: str, regime: str, profile: Profile, *, seed: int = 0, dev
     labelled, unlabelled = pool.subset(split.labelled), pool.subset(split.unlabelled)
     cfg, tcfg = profile.defense, profile.train
     params = regime_key_params(regime, profile, split, seed)
-    key = stage_key("regime_model", params, version=REGIME_VERSION, upstream=[dataset.cache_key])
+    upstream = [dataset.cache_key]
+    teacher = None
+    if regime == "ssat" and cfg.pseudo_labels == "teacher":
+        # fixed targets: the NT model of the same split labels the unlabelled images (its key joins ours)
+        teacher = regime_model(name, "nt", profile, seed=seed, device=device, data_dir=data_dir, cache=cache,
+                               progress=progress)
+        upstream.append(teacher.cache.key)
+    key = stage_key("regime_model", params, version=REGIME_VERSION, upstream=upstream)
     checkpoint = cache.root / "checkpoints" / f"{key}.pt"
 
     def compute():
@@ -148,7 +164,7 @@ def regime_model(name: str, regime: str, profile: Profile, *, seed: int = 0, dev
         start = time.perf_counter()
         history = train_model(model, labelled.images, labelled.labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
                               lr=cfg.lr, weight_decay=tcfg.weight_decay, augment=tcfg.augment, seed=seed,
-                              device=device, progress=progress, objective=regime_objective(regime, cfg, seed),
+                              device=device, progress=progress, objective=regime_objective(regime, cfg, seed, teacher.model if teacher else None),
                               unlabelled=unlabelled.images if regime == "ssat" else None,
                               min_steps=cfg.min_steps, checkpoint=checkpoint,
                               desc=desc or f"{name} {REGIME_LABELS[regime]}")
@@ -161,7 +177,7 @@ def regime_model(name: str, regime: str, profile: Profile, *, seed: int = 0, dev
 
     command = f"medadv run ssat_uad --profile {profile.name}"
     payload, entry = cache.get_or_compute("regime_model", params, compute, version=REGIME_VERSION,
-                                          upstream=[dataset.cache_key], command=command,
+                                          upstream=upstream, command=command,
                                           meta={"dataset": name, "profile": profile.name, "regime": regime})
     model = model_from_spec(payload["spec"])
     model.load_state_dict(payload["state"])

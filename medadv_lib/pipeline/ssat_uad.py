@@ -58,7 +58,8 @@ class SSATUADResult:
         dataset, regime, class, class_name, auprc, n_adv, n_clean (Table 1; auprc is NaN for a
         class with no successful AE or no clean image predicted as it).
     summary : DataFrame
-        dataset, regime, mean_auprc (over classes with a defined AUPRC), n_successful, n_attacked,
+        dataset, regime, mean_auprc (over classes with a defined AUPRC), chance_auprc (the same mean
+        of each class's share of AEs, the AUPRC of a detector that ranks at random), n_successful, n_attacked,
         pgd_accuracy, reject_adv (share of successful AEs UAD rejects), reject_clean (share of
         clean attacked images rejected; the calibration targets ``uad_fpr`` on other images).
     embedding : DataFrame
@@ -102,6 +103,24 @@ def class_auprc(clean_scores, clean_pred, adv_scores, adv_pred, num_classes: int
             auprc = float(average_precision_score(labels, np.r_[neg, pos]))
         rows.append({"class": c, "auprc": auprc, "n_adv": int(len(pos)), "n_clean": int(len(neg))})
     return pd.DataFrame(rows)
+
+
+def chance_auprc(per_class: pd.DataFrame) -> float:
+    """The mean AUPRC a random ranking gets: each class's share of AEs, averaged as ``mean_auprc`` is.
+
+    A detector's AUPRC is only as good as its distance from this baseline: with few successful
+    AEs among many clean images it is small, and so is a detector's AUPRC.
+
+    Examples
+    --------
+    >>> chance_auprc(pd.DataFrame({"auprc": [0.5, float("nan")], "n_adv": [10, 0], "n_clean": [30, 5]}))
+    0.25
+    """
+    defined = per_class["auprc"].notna()
+    if not defined.any():
+        return float("nan")
+    share = per_class["n_adv"] / (per_class["n_adv"] + per_class["n_clean"])
+    return float(share[defined].mean())
 
 
 def _regime_result(tm, regime: str, profile: Profile, seed: int, cache: Cache) -> dict:
@@ -192,7 +211,7 @@ def ssat_uad_experiment(name: str, profile: Profile, *, seed: int = 0, device: s
         frames["regimes"].append({**tag, "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
                                   "train_seconds": m["train_seconds"], "labelled": m["labelled"],
                                   "unlabelled": m["unlabelled"] if regime == "ssat" else 0, "epochs": m["epochs"]})
-        frames["summary"].append({**tag, **out["summary"]})
+        frames["summary"].append({**tag, **out["summary"], "chance_auprc": chance_auprc(out["uad"])})
         for key in ("robustness", "uad", "embedding"):
             frames[key].append(out[key].assign(**tag))
     lead = ["dataset", "regime"]
@@ -222,23 +241,38 @@ def claim_flags(summary: pd.DataFrame, regimes: pd.DataFrame, *, clean_margin: f
     """
     s, r = summary.set_index("regime"), regimes.set_index("regime")
     best = s["pgd_accuracy"].idxmax()
-    return {"ssat_most_robust": bool(s.loc["SSAT", "pgd_accuracy"] >= s["pgd_accuracy"].max()),
-            "most_robust": best,
-            "ssat_clean_close": bool(r.loc["SSAT", "accuracy"] >= r.loc["NT", "accuracy"] - clean_margin),
-            "clean_gap": float(r.loc["NT", "accuracy"] - r.loc["SSAT", "accuracy"]),
-            "uad_better_on_ssat": bool(s.loc["SSAT", "mean_auprc"] > s.loc["NT", "mean_auprc"]),
-            "auprc_nt": float(s.loc["NT", "mean_auprc"]), "auprc_ssat": float(s.loc["SSAT", "mean_auprc"])}
+    flags = {"ssat_most_robust": bool(s.loc["SSAT", "pgd_accuracy"] >= s["pgd_accuracy"].max()),
+             "most_robust": best, "pgd_ssat": float(s.loc["SSAT", "pgd_accuracy"]),
+             "pgd_best": float(s["pgd_accuracy"].max()), "n_attacked": int(s.loc["SSAT", "n_attacked"]),
+             "ssat_clean_close": bool(r.loc["SSAT", "accuracy"] >= r.loc["NT", "accuracy"] - clean_margin),
+             "clean_gap": float(r.loc["NT", "accuracy"] - r.loc["SSAT", "accuracy"]),
+             "uad_better_on_ssat": bool(s.loc["SSAT", "mean_auprc"] > s.loc["NT", "mean_auprc"]),
+             "auprc_nt": float(s.loc["NT", "mean_auprc"]), "auprc_ssat": float(s.loc["SSAT", "mean_auprc"]),
+             "n_successful": {k: int(v) for k, v in s["n_successful"].items()}}
+    if "chance_auprc" in s:
+        flags["chance_nt"], flags["chance_ssat"] = float(s.loc["NT", "chance_auprc"]), float(s.loc["SSAT", "chance_auprc"])
+    return flags
 
 
 def claim_text(name: str, flags: dict) -> str:
     """One sentence per claim, saying whether it holds on data set ``name`` and by what numbers."""
-    parts = [f"On {name}, "
-             + ("SSAT is the most robust regime under PGD" if flags["ssat_most_robust"]
-                else f"SSAT is not the most robust regime under PGD ({flags['most_robust']} is)"),
-             ("its clean accuracy is within 3 points of NT's" if flags["ssat_clean_close"]
-              else f"its clean accuracy is {100 * flags['clean_gap']:.1f} points below NT's"),
-             (f"and UAD separates its AEs better than NT's (mean AUPRC {flags['auprc_ssat']:.3f} vs "
-              f"{flags['auprc_nt']:.3f})" if flags["uad_better_on_ssat"]
-              else f"and UAD does not separate its AEs better than NT's (mean AUPRC {flags['auprc_ssat']:.3f} vs "
-                   f"{flags['auprc_nt']:.3f})")]
-    return "; ".join(parts) + "."
+    n = flags.get("n_attacked")
+    of = f" of {n}" if n else ""
+    robust = (f"SSAT is the most robust regime under PGD ({100 * flags['pgd_ssat']:.1f} % accuracy)"
+              if flags["ssat_most_robust"] else
+              f"SSAT is not the most robust regime under PGD ({flags['most_robust']} is: {100 * flags['pgd_best']:.1f} % "
+              f"against SSAT's {100 * flags['pgd_ssat']:.1f} %)")
+    if n:
+        robust += f", a difference of {round(abs(flags['pgd_best'] - flags['pgd_ssat']) * n)} images{of}" \
+            if not flags["ssat_most_robust"] else ""
+    clean = ("its clean accuracy is within 3 points of NT's" if flags["ssat_clean_close"]
+             else f"its clean accuracy is {100 * flags['clean_gap']:.1f} points below NT's")
+    auprc = (f"mean AUPRC {flags['auprc_ssat']:.3f} for SSAT vs {flags['auprc_nt']:.3f} for NT")
+    if "chance_ssat" in flags:
+        auprc += f"; a random ranking scores {flags['chance_ssat']:.3f} and {flags['chance_nt']:.3f}"
+    succ = flags.get("n_successful", {})
+    if succ:
+        auprc += f"; on {succ.get('SSAT')} and {succ.get('NT')} successful AEs"
+    uad = ("UAD separates SSAT's AEs better than NT's" if flags["uad_better_on_ssat"]
+           else "UAD does not separate SSAT's AEs better than NT's")
+    return f"On {name}, {robust}; {clean}; and {uad} ({auprc})."

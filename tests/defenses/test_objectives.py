@@ -76,6 +76,55 @@ def test_ssat_pseudo_labels_carry_no_gradient_and_lambda_weighs_unsup():
         SSAT()(model, x, y, None)
 
 
+class _ConstantTeacher(nn.Module):
+    """Predicts class ``cls`` for every image, and records the mode it was called in."""
+
+    def __init__(self, cls: int, classes: int = 3):
+        super().__init__()
+        self.cls, self.classes, self.modes = cls, classes, []
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return F.one_hot(torch.full((len(x),), self.cls), self.classes).float() * 10 + self.bias
+
+
+@pytest.mark.parametrize("craft", ["train", "eval"])
+def test_ssat_teacher_pseudo_labels_are_the_teachers_and_untrained(craft):
+    model = tiny()
+    x, y = batch(seed=0)
+    u, _ = batch(seed=1)
+    teacher = _ConstantTeacher(cls=2).train()
+    obj = SSAT(1.0, variant="released", pseudo_labels="teacher", teacher=teacher, craft=craft, seed=0)
+    model.train()
+    loss, parts = obj(model, x, y, u)
+    loss.backward()
+    if craft == "train":  # the unsupervised loss is CE against the teacher's class 2 on FGSM images made for class 2
+        target = torch.full((len(u),), 2)
+        uu = u.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(uu), target, reduction="sum"), uu)
+        u_adv = (u + parts["eps"] * grad.sign()).clamp(0, 1)
+        assert parts["loss_unsup"].item() == pytest.approx(F.cross_entropy(model(u_adv), target).item(), rel=1e-5)
+    assert teacher.bias.grad is None  # no gradient reaches the teacher
+    assert teacher.modes == [False] and teacher.training  # evaluated in eval mode, its mode restored
+    assert parts["loss_unsup"].item() > 0
+    online = SSAT(1.0, variant="released", craft=craft, seed=0)
+    _, parts_online = online(model, x, y, u)
+    assert parts_online["loss_unsup"].item() != pytest.approx(parts["loss_unsup"].item())
+    assert obj.spec()["pseudo_labels"] == "teacher" and "pseudo_labels" not in online.spec()
+
+
+def test_ssat_teacher_argument_errors():
+    with pytest.raises(ValueError, match="needs teacher"):
+        SSAT(pseudo_labels="teacher")
+    with pytest.raises(ValueError, match="needs teacher"):
+        SSAT(teacher=_ConstantTeacher(0))
+    with pytest.raises(ValueError, match="pseudo_labels must be"):
+        SSAT(pseudo_labels="mean-teacher")
+    with pytest.raises(TypeError, match="nn.Module"):
+        SSAT(pseudo_labels="teacher", teacher=lambda x: x)
+
+
 def test_objective_specs_and_errors():
     assert AdversarialTraining().spec() == {"name": "at", "eps_range": [0.001, 0.003], "craft": "train", "seed": 0}
     assert SSAT(3.0, variant="released").spec()["lam"] == 3.0

@@ -35,6 +35,21 @@ def test_regime_model_trains_caches_and_reports(toy, tmp_path):
     assert again.cache.hit and again.cache.key == tm.cache.key
 
 
+def test_ssat_with_a_teacher_trains_the_nt_model_first_and_keys_on_it(toy, tmp_path):
+    toy()
+    cache = Cache(tmp_path)
+    online = stage.regime_model("toy", "ssat", _profile(**{"defense.pseudo_labels": "online"}), cache=cache,
+                                progress=False, device="cpu")
+    assert not any(p.name.startswith("regime_model") and p.name != online.cache.path.name
+                   for p in tmp_path.iterdir())  # online targets need no NT model
+    tm = stage.regime_model("toy", "ssat", _profile(), cache=cache, progress=False, device="cpu")
+    nt = stage.regime_model("toy", "nt", _profile(), cache=cache, progress=False, device="cpu")
+    assert nt.cache.hit and tm.cache.key != online.cache.key
+    # the teacher's cache key is an upstream key of the SSAT model: another teacher, another SSAT model
+    import json
+    assert nt.cache.key in json.loads((tm.cache.path / "meta.json").read_text())["upstream"]
+
+
 def test_regime_key_includes_the_split_and_the_regime(toy):
     ds = toy()
     p = _profile()
@@ -111,8 +126,15 @@ def test_clip_to_budget_stays_in_the_ball():
 def test_claims_read_the_numbers():
     import pandas as pd
 
-    summary = pd.DataFrame({"regime": ["NT", "SSAT"], "pgd_accuracy": [0.1, 0.5], "mean_auprc": [0.8, 0.9]})
-    regimes = pd.DataFrame({"regime": ["NT", "SSAT"], "accuracy": [0.8, 0.76]})
+    summary = pd.DataFrame({"regime": ["NT", "AT", "SSAT"], "pgd_accuracy": [0.1, 0.3, 0.5],
+                            "mean_auprc": [0.8, 0.7, 0.9], "chance_auprc": [0.2, 0.1, 0.05],
+                            "n_successful": [40, 30, 10], "n_attacked": [50, 50, 50]})
+    regimes = pd.DataFrame({"regime": ["NT", "AT", "SSAT"], "accuracy": [0.8, 0.8, 0.76]})
     flags = claim_flags(summary, regimes)
     assert flags["ssat_most_robust"] and not flags["ssat_clean_close"] and flags["uad_better_on_ssat"]
-    assert "4.0 points below" in claim_text("toy", flags)
+    text = claim_text("toy", flags)
+    assert "4.0 points below" in text and "random ranking scores 0.050 and 0.200" in text
+    assert "on 10 and 40 successful AEs" in text
+    flags = claim_flags(summary.assign(pgd_accuracy=[0.1, 0.56, 0.5]), regimes)
+    assert not flags["ssat_most_robust"]
+    assert "AT is: 56.0 % against SSAT's 50.0 %), a difference of 3 images of 50" in claim_text("toy", flags)
