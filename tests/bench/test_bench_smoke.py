@@ -43,3 +43,14 @@ def test_hfc_bench_tiny(capsys):
     out = capsys.readouterr().out
     assert "ratio HFC / BIM step" in out and set(result["fit_seconds"]) == {1, 2}
     assert result["step_ratio"] > 0 and result["layers"] == ["block1", "block2", "block3"]
+
+
+def test_defenses_bench_tiny(capsys):
+    spec = importlib.util.spec_from_file_location("bench_defenses", BENCH.with_name("bench_defenses.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--arch", "smallcnn", "--image-size", "8", "--n", "16", "--repeats", "1",
+                        "--cw-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "AT / NT epoch" in out and "SSAT / AT per labelled image" in out and "fixed targets / AT" in out
+    assert "medadv CWL2" in out
