@@ -256,23 +256,19 @@ def claim_flags(summary: pd.DataFrame, regimes: pd.DataFrame, *, clean_margin: f
 
 def claim_text(name: str, flags: dict) -> str:
     """One sentence per claim, saying whether it holds on data set ``name`` and by what numbers."""
-    n = flags.get("n_attacked")
-    of = f" of {n}" if n else ""
-    robust = (f"SSAT is the most robust regime under PGD ({100 * flags['pgd_ssat']:.1f} % accuracy)"
-              if flags["ssat_most_robust"] else
-              f"SSAT is not the most robust regime under PGD ({flags['most_robust']} is: {100 * flags['pgd_best']:.1f} % "
-              f"against SSAT's {100 * flags['pgd_ssat']:.1f} %)")
-    if n:
-        robust += f", a difference of {round(abs(flags['pgd_best'] - flags['pgd_ssat']) * n)} images{of}" \
-            if not flags["ssat_most_robust"] else ""
+    n = flags["n_attacked"]
+    if flags["ssat_most_robust"]:
+        robust = f"SSAT is the most robust regime under PGD ({100 * flags['pgd_ssat']:.1f} % accuracy)"
+    else:
+        robust = (f"SSAT is not the most robust regime under PGD ({flags['most_robust']} is: "
+                  f"{100 * flags['pgd_best']:.1f} % against SSAT's {100 * flags['pgd_ssat']:.1f} %), a difference of "
+                  f"{round((flags['pgd_best'] - flags['pgd_ssat']) * n)} images of {n}")
     clean = ("its clean accuracy is within 3 points of NT's" if flags["ssat_clean_close"]
              else f"its clean accuracy is {100 * flags['clean_gap']:.1f} points below NT's")
     auprc = (f"mean AUPRC {flags['auprc_ssat']:.3f} for SSAT vs {flags['auprc_nt']:.3f} for NT")
     if "chance_ssat" in flags:
         auprc += f"; a random ranking scores {flags['chance_ssat']:.3f} and {flags['chance_nt']:.3f}"
-    succ = flags.get("n_successful", {})
-    if succ:
-        auprc += f"; on {succ.get('SSAT')} and {succ.get('NT')} successful AEs"
+    auprc += f"; on {flags['n_successful']['SSAT']} and {flags['n_successful']['NT']} successful AEs"
     uad = ("UAD separates SSAT's AEs better than NT's" if flags["uad_better_on_ssat"]
            else "UAD does not separate SSAT's AEs better than NT's")
     return f"On {name}, {robust}; {clean}; and {uad} ({auprc})."
