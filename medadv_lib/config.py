@@ -153,6 +153,9 @@ class TrainConfig(_Section):
         _check(self.weight_decay >= 0, f"train.weight_decay must be >= 0, got {self.weight_decay}")
         _check(0 <= self.dropout < 1, f"train.dropout must be in [0, 1), got {self.dropout}")
         _check(self.min_steps >= 0, f"train.min_steps must be >= 0, got {self.min_steps}")
+        _check(self.weights != "imagenet" or self.arch != "smallcnn",
+               "train.weights 'imagenet' needs an architecture with ImageNet weights (efficientnet_lite0, resnet18, "
+               "resnet50, vgg16); smallcnn has none, so use train.weights none")
         _check(self.class_weights in ("none", "balanced"),
                f"train.class_weights must be 'none' or 'balanced', got {self.class_weights!r}")
 
@@ -417,7 +420,9 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper", device="auto",
         data=DataConfig(image_size=224, train_size=None, test_size=None),
-        train=TrainConfig(arch="resnet50", epochs=20, batch_size=64, lr=0.05),
+        # fine-tuned from torchvision's ImageNet file as the papers did, where `medadv weights download
+        # resnet50` has saved it; without it the model trains from scratch and the book says so
+        train=TrainConfig(arch="resnet50", epochs=20, batch_size=64, lr=0.01, weights="imagenet"),
         attack=AttackConfig(eps_k=(1, 2, 4, 8), steps=10, n_images=1000, batch_size=128, curve_images=1000,
                             stress_images=64, stress_channels=32, stress_eps_k=(1, 2, 4, 8), stats_images=5000,
                             direction_images=256),

@@ -170,6 +170,7 @@ def prepare_models(profile, jobs: Sequence[ModelJob], *, device: str | None = No
         ``epochs``, ``accuracy``, ``balanced_accuracy``, ``auroc``, ``cache_key``.
     """
     from .pipeline import regime_model, trained_model
+    from .weights import resolve_imagenet
 
     rows: list[dict] = []
     rate = None  # training images per second, measured on the models trained so far
@@ -177,8 +178,9 @@ def prepare_models(profile, jobs: Sequence[ModelJob], *, device: str | None = No
         label = f"[{i}/{len(jobs)}] {job.dataset}" + (f" {job.regime.upper()}" if job.regime else "")
         arch = profile.defense.arch if job.regime else profile.train.arch
         if echo:
+            _, note = (None, "") if job.regime else resolve_imagenet(arch, profile.train.weights)
             sys.stderr.write(f"[medadv] prepare {label} (seed {job.seed}): {arch} at "
-                             f"{profile.data.image_size} px\n")
+                             f"{profile.data.image_size} px{', ' + note if note else ''}\n")
         start = time.perf_counter()
         with torch_threads(threads):
             if job.regime:

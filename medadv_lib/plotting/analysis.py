@@ -234,3 +234,46 @@ def pca_plot(views: Mapping[str, pd.DataFrame], *, classes: Mapping[str, Sequenc
     if title:
         fig.suptitle(title)
     return fig
+
+
+def scale_plot(stress: pd.DataFrame, *, eps_k: float, natural: Sequence[str] | None = None,
+               title: str | None = None) -> Figure:
+    """The scale study at one budget: median shift against the image size, one panel per (layer, initialisation).
+
+    ``stress`` is :attr:`medadv_lib.pipeline.scale.ScaleStudy.stress` (columns ``image_px``,
+    ``init``, ``dataset``, ``layer``, ``direction``, ``eps_k``, ``median_shift_z``, ``q25_z``,
+    ``q75_z``). Maximising pushes only; one line per data set, natural sets dashed. The y axis is
+    the median shift in clean standard deviations (reached minus clean z), so the line's height is
+    how far 1/256 (or ``eps_k``/256) moves a channel at that size.
+    """
+    sub = stress[(stress["direction"] == "max") & (stress["eps_k"] == float(eps_k))]
+    if sub.empty:
+        raise ValueError(f"no maximising rows at eps_k={eps_k}; the study's budgets are {sorted(set(stress['eps_k']))}")
+    names = list(dict.fromkeys(sub["dataset"]))
+    natural = natural_datasets(names, natural)
+    colors = dataset_colors(names, natural)
+    layers, inits = list(dict.fromkeys(sub["layer"])), list(dict.fromkeys(sub["init"]))
+    fig = new_figure(width=3.3 * len(inits), height=2.7 * len(layers))
+    axes = np.atleast_2d(fig.subplots(len(layers), len(inits), sharex=True, sharey="row", squeeze=False))
+    sizes = sorted(set(sub["image_px"]))
+    for i, layer in enumerate(layers):
+        for j, init in enumerate(inits):
+            ax = axes[i, j]
+            for name in names:
+                part = sub[(sub["layer"] == layer) & (sub["init"] == init) & (sub["dataset"] == name)]
+                part = part.sort_values("image_px")
+                ax.plot(part["image_px"], part["median_shift_z"], "--" if name in natural else "-", marker="o",
+                        ms=4, color=colors[name], label=f"{name} ({'natural' if name in natural else 'medical'})")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sizes)
+            ax.set_xticklabels([str(s) for s in sizes])
+            ax.axhline(0, color="grey", lw=0.6)
+            ax.set_title(f"{layer}, {init}", fontsize=9)
+            if i == len(layers) - 1:
+                ax.set_xlabel("image size (px)")
+            if j == 0:
+                ax.set_ylabel(f"median shift (z) at {eps_k:g}/256")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    return fig
