@@ -179,8 +179,9 @@ def prepare_models(profile, jobs: Sequence[ModelJob], *, device: str | None = No
         arch = profile.defense.arch if job.regime else profile.train.arch
         if echo:
             _, note = (None, "") if job.regime else resolve_imagenet(arch, profile.train.weights)
+            size = (profile.defense.image_size or profile.data.image_size) if job.regime else profile.data.image_size
             sys.stderr.write(f"[medadv] prepare {label} (seed {job.seed}): {arch} at "
-                             f"{profile.data.image_size} px{', ' + note if note else ''}\n")
+                             f"{size} px{', ' + note if note else ''}\n")
         start = time.perf_counter()
         with torch_threads(threads):
             if job.regime:

@@ -172,12 +172,12 @@ def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     """Antialiased bilinear resize of uint8 (N, C, H, W) images to ``size`` x ``size``."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
-    out = []
-    for start in range(0, len(images), 1024):  # bounded memory for large sets
+    out = np.empty(images.shape[:2] + (size, size), dtype=np.uint8)
+    for start in range(0, len(images), 1024):  # bounded memory for large sets, written in place
         x = torch.from_numpy(images[start:start + 1024]).float()
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(x.round_().clamp_(0, 255).to(torch.uint8).numpy())
-    return np.concatenate(out)
+        out[start:start + 1024] = x.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
 
 
 def check_size(size, native_size: int) -> int:
@@ -229,6 +229,16 @@ def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathL
     info = get_info(name)
     size = check_size(size, info.native_size)
     path = locate(name, data_dir, size)
+    if size > info.native_size and path == locate(name, data_dir, None):
+        # Upsampling (no file of this size, e.g. MedMNIST+ 64 px) adds no information, so it is not
+        # cached: it is redone from the cached native arrays on each load (CIFAR-10 at 128 px would be
+        # a 4 GB cache entry, and writing it peaked near 20 GB of memory). Same pixels as before: the
+        # readers always decoded at the native size and resized afterwards.
+        native = load_dataset(name, None, data_dir=data_dir, val_fraction=val_fraction, seed=seed, cache=cache,
+                              verify_checksum=verify_checksum)
+        splits = {s: ImageSplit(torch.from_numpy(resize_uint8(split.images.numpy(), size)), split.labels)
+                  for s, split in native.splits.items()}
+        return Dataset(info, size, splits, native.source, f"{native.cache_key}-upsampled-{size}px")
     if path.is_dir():
         fingerprint = f"folder:{path}:{sum(1 for _ in path.rglob('*'))}"
     else:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -24,6 +24,7 @@ from ..data import Dataset
 from ..defenses import SSAT, AdversarialTraining, GCETraining, SemiSupervisedSplit, semi_supervised_split
 from ..models import build_model, evaluate, model_from_spec, train_model
 from ..models.training import CrossEntropy, epochs_for, seed_everything
+from ..weights import resolve_imagenet
 from .models import TrainedModel, channel_stats, get_dataset, profile_splits
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,18 @@ def _split_digest(split: SemiSupervisedSplit) -> str:
     return hashlib.sha256(json.dumps(split.key()).encode()).hexdigest()[:16]
 
 
+def defense_profile(profile: Profile) -> Profile:
+    """``profile`` with ``data.image_size`` set to ``defense.image_size`` (unchanged when that is None).
+
+    Every entry point of the defence stages (:func:`regime_model`, the SSAT + UAD and risk
+    experiments) reads its data through this, so the regimes can work at their own size.
+    """
+    size = profile.defense.image_size
+    if size is None or size == profile.data.image_size:
+        return profile
+    return replace(profile, data=replace(profile.data, image_size=size))
+
+
 def regime_key_params(regime: str, profile: Profile, split: SemiSupervisedSplit, seed: int) -> dict:
     """The parameters of a regime model's cache key: regime, objective, split, training settings, seed."""
     cfg = profile.defense
@@ -115,6 +128,9 @@ def regime_key_params(regime: str, profile: Profile, split: SemiSupervisedSplit,
     spec = objective.spec() if regime != "nt" else {"name": "nt"}
     training = {k: v for k, v in asdict(cfg).items() if k in ("arch", "epochs", "min_steps", "batch_size", "lr")}
     training.update({k: getattr(profile.train, k) for k in ("weight_decay", "dropout", "augment")})
+    weights = resolve_imagenet(cfg.arch, cfg.weights)[0]
+    if weights is not None:  # absent when None: keys of models trained before the setting existed hold
+        training["weights"] = "imagenet"
     return {"regime": regime, "objective": spec, "training": training, "seed": int(seed),
             "train_size": profile.data.train_size, "test_size": profile.data.test_size,
             "split": {"digest": _split_digest(split), "labelled": len(split.labelled),
@@ -139,6 +155,7 @@ def regime_model(name: str, regime: str, profile: Profile, *, seed: int = 0, dev
         For an unknown regime, or GCE on a data set with two classes (the message says why).
     """
     cache = cache or Cache()
+    profile = defense_profile(profile)
     device = device or profile.resolved_device()
     dataset = get_dataset(name, profile, seed=seed, data_dir=data_dir, cache=cache)
     regime = check_regime(regime, dataset.num_classes, name)
@@ -156,11 +173,17 @@ def regime_model(name: str, regime: str, profile: Profile, *, seed: int = 0, dev
     key = stage_key("regime_model", params, version=REGIME_VERSION, upstream=upstream)
     checkpoint = cache.root / "checkpoints" / f"{key}.pt"
 
+    # as trained_model: "imagenet" is the file this machine has, or scratch with a warning (and the key says which)
+    weights, weights_note = resolve_imagenet(cfg.arch, cfg.weights)
+    if cfg.weights and weights is None:
+        log.warning("%s %s: %s", name, regime, weights_note)
+
     def compute():
-        mean, std = channel_stats(labelled.images)
+        # a pretrained backbone keeps the input scaling of its weights, as in trained_model
+        mean, std = (None, None) if weights else channel_stats(labelled.images)
         seed_everything(seed)
         model = build_model(cfg.arch, in_channels=dataset.channels, num_classes=dataset.num_classes,
-                            image_size=dataset.size, dropout=tcfg.dropout, weights=None, mean=mean, std=std)
+                            image_size=dataset.size, dropout=tcfg.dropout, weights=weights, mean=mean, std=std)
         start = time.perf_counter()
         history = train_model(model, labelled.images, labelled.labels, epochs=cfg.epochs, batch_size=cfg.batch_size,
                               lr=cfg.lr, weight_decay=tcfg.weight_decay, augment=tcfg.augment, seed=seed,

@@ -53,6 +53,7 @@ from .adversarial import adversarial_examples, attack_subset
 from .defenses import REGIME_LABELS, regime_model, regimes_for
 from .detection import detector_spec
 from .hfc import adaptive_penalties
+from .defenses import defense_profile
 from .models import get_dataset
 from .ssat_uad import clip_to_budget
 
@@ -339,6 +340,7 @@ def risk_experiment(name: str, profile: Profile, *, seed: int = 0, detectors: Se
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be an absolute L-infinity budget in (0, 1], got {eps!r} (the paper: 0.005).")
     n_boot = int(profile.detect.n_boot if n_boot is None else n_boot)
+    profile = defense_profile(profile)  # the regimes' own image size
     dataset = get_dataset(name, profile, seed=seed, cache=cache)
     regimes = regimes_for(dataset.num_classes, cfg.regime_list)
     skipped = {r: (f"GCE is undefined for {dataset.num_classes} classes: the complement of the true class is a "

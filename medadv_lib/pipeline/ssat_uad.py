@@ -36,6 +36,7 @@ from ..data import stratified_subset
 from ..models import predict_proba
 from .adversarial import adversarial_examples, attack_subset
 from .defenses import REGIME_LABELS, regime_model, regimes_for
+from .defenses import defense_profile
 from .models import get_dataset
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ def ssat_uad_experiment(name: str, profile: Profile, *, seed: int = 0, device: s
     """
     cache = cache or Cache()
     cfg = profile.defense
+    profile = defense_profile(profile)  # the regimes' own image size
     dataset = get_dataset(name, profile, seed=seed, cache=cache)
     regimes = regimes_for(dataset.num_classes, cfg.regime_list)
     skipped = {r: (f"GCE is undefined for {dataset.num_classes} classes: the complement of the true class is a "

@@ -59,6 +59,32 @@ def test_resize_to_any_size_keeps_channels(tmp_path):
         assert ds.train.images.shape[1:] == (3, size, size)
 
 
+def test_upsampling_is_computed_from_the_cached_native_arrays_not_cached(tmp_path):
+    from medadv_lib.cache import Cache
+
+    _trust(_write_npz(tmp_path / "breastmnist.npz"))
+    cache = Cache(tmp_path / "cache")
+    native = load_dataset("breastmnist", data_dir=tmp_path, cache=cache)
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith("dataset-"))
+    big = load_dataset("breastmnist", 64, data_dir=tmp_path, cache=cache)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith("dataset-")) == entries
+    for split in ("train", "val", "test"):
+        assert np.array_equal(big[split].images.numpy(), resize_uint8(native[split].images.numpy(), 64))
+        assert big[split].labels.equal(native[split].labels)
+    assert big.size == 64 and big.cache_key != native.cache_key and big.cache_key.startswith(native.cache_key)
+    # a file of that very size (MedMNIST+) is read as it is, not upsampled
+    _write_npz(tmp_path / "breastmnist_64.npz", seed=1)
+    arrays = np.load(tmp_path / "breastmnist_64.npz")
+    np.savez(tmp_path / "breastmnist_64.npz", **{k: (np.repeat(np.repeat(v, 64 // 28 + 1, 1), 64 // 28 + 1, 2)[:, :64, :64]
+                                                     if k.endswith("images") else v) for k, v in arrays.items()})
+    digest = hashlib.sha256((tmp_path / "breastmnist_64.npz").read_bytes()).hexdigest()
+    with open(tmp_path / "SHA256SUMS", "a") as sums:
+        sums.write(f"{digest}  breastmnist_64.npz\n")
+    own = load_dataset("breastmnist", 64, data_dir=tmp_path, cache=cache)
+    assert own.source.name == "breastmnist_64.npz" and not np.array_equal(own.train.images.numpy(),
+                                                                           big.train.images.numpy())
+
+
 def test_resize_preserves_constant_images():
     img = np.full((2, 1, 28, 28), 137, dtype=np.uint8)
     assert (resize_uint8(img, 64) == 137).all() and (resize_uint8(img, 14) == 137).all()

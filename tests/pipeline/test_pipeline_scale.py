@@ -44,7 +44,8 @@ def _study(shifts):
             for layer in ("intermediate", "penultimate"):
                 for direction, sign in (("max", 1), ("min", -1)):
                     stress.append({"image_px": size, "init": init, "dataset": name, "layer": layer, "eps_k": 1.0,
-                                   "direction": direction, "median_z": sign * shift, "median_shift_z": sign * shift})
+                                   "direction": direction, "median_z": sign * shift, "median_shift_z": sign * shift,
+                                   "share_beyond": min(shift / 4, 1.0)})
             for k, acc in ((0.0, 0.9), (1.0, 0.9 - shift / 10)):
                 curves.append({"image_px": size, "init": init, "dataset": name, "eps_k": k, "accuracy": acc, "n": 10})
             models.append({"image_px": size, "init": init, "dataset": name, "accuracy": 0.8})
@@ -61,7 +62,7 @@ def test_fragility_table_ratio_counts_and_drops():
     # 2 layers x 2 directions at one budget; the min direction mirrors the max one
     assert (low["n_farther"], low["n_comparisons"]) == (0, 4) and high["farther"] == "4 of 4"
     assert math.isclose(high["drop chestxray"], 0.3) and math.isclose(low["drop cifar10"], 0.04)
-    assert high["acc cifar10"] == 0.8
+    assert high["acc cifar10"] == 0.8 and math.isclose(high["beyond p99 chestxray"], 0.75)
     with pytest.raises(ValueError, match="natural set"):
         fragility_table(study, "svhn")
 
@@ -79,8 +80,11 @@ def test_scale_numbers_sentences():
     assert numbers["scale_holds"] == 2 and numbers["scale_cells"] == 4
     assert numbers["scale_where"] == "in 2 of the 4 cells (128 px scratch, 128 px imagenet)"
     assert numbers["ratio_range"] == "0.50 to 3.00"
-    assert "scratch: 0.50 at 28 px, 2.00 at 128 px" in numbers["scale_resolution"]
-    assert "3.00 against 2.00 at 128 px" in numbers["scale_pretraining"]
+    assert "from 0.20 to 0.80 (scratch)" in numbers["scale_resolution"]
+    assert "3.00 from ImageNet against 0.80 from scratch at 128 px" in numbers["scale_pretraining"]
+    assert math.isclose(numbers["pretraining_gain"], math.sqrt(0.3 / 0.2 * 3.0 / 0.8))
+    assert math.isclose(numbers["resolution_gain"], math.sqrt(0.8 / 0.2 * 3.0 / 0.3))
+    assert numbers["scale_factor"].startswith("Of the two factors, resolution (28 to 128 px)")
     none = fragility_table(_study({(28, "scratch"): {"chestxray": 0.1, "cifar10": 0.4}}), "cifar10")
     assert verdicts.scale_numbers(none, study.models, natural="cifar10", eps_k=1)["scale_where"] == "in none of the 1 cell"
     with pytest.raises(ValueError, match="empty"):
