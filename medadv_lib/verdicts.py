@@ -123,12 +123,27 @@ STRESS_LABELS = {"eps_k": "eps (k/256)", "median_z": "median z", "median_clean_z
                  "share_outside_range": "outside clean range"}
 
 
+def init_text(profile) -> str:
+    """How a profile's models start: ``"fine-tuned from ImageNet weights"`` or ``"trained from scratch"``.
+
+    Read through :func:`medadv_lib.weights.resolve_imagenet`, so a profile that asks for ImageNet
+    weights this machine does not have is described as what it trains: from scratch.
+    """
+    from .weights import resolve_imagenet
+
+    weights = resolve_imagenet(profile.train.arch, profile.train.weights)[0]
+    if weights is None:
+        return "trained from scratch"
+    return "fine-tuned from ImageNet weights" if profile.train.weights == "imagenet" else "fine-tuned from given weights"
+
+
 def model_numbers(results: pd.DataFrame, profile) -> dict:
-    """Glue values of a chapter's scale sentence: ``arch``, ``image_px``, ``n_train`` (largest), ``profile_name``.
+    """Glue values of a chapter's scale sentence: ``arch``, ``init`` (:func:`init_text`), ``image_px``,
+    ``n_train`` (largest), ``profile_name``.
 
     ``results`` is :func:`~medadv_lib.tables.model_summary` (columns ``model`` and ``n train``).
     """
-    return {"arch": str(results["model"].iloc[0]), "image_px": profile.data.image_size,
+    return {"arch": str(results["model"].iloc[0]), "init": init_text(profile), "image_px": profile.data.image_size,
             "n_train": int(results["n train"].max()), "profile_name": profile.name}
 
 
@@ -185,7 +200,7 @@ def data_numbers(splits: pd.DataFrame, results: pd.DataFrame, comparison: pd.Dat
            "n_per_class_shown": n_per_class, "total_train": int(splits["train"].sum()),
            "smallest_name": smallest["dataset"], "smallest_train": int(smallest["train"]),
            "skewed_name": skewed["dataset"], "skewed_share": float(skewed["rarest class"]),
-           "arch": str(results["model"].iloc[0]), "epochs": profile.train.epochs,
+           "arch": str(results["model"].iloc[0]), "init": init_text(profile), "epochs": profile.train.epochs,
            "best_name": best["dataset"], "best_bacc": float(best["balanced acc."]),
            "worst_name": worst["dataset"], "worst_bacc": float(worst["balanced acc."]),
            "auroc_min": float(results["AUROC"].min()), "auroc_max": float(results["AUROC"].max()),

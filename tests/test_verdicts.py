@@ -88,11 +88,21 @@ def test_budget_k_to_eps_names_a_missing_column():
         verdicts.budget_k_to_eps(pd.DataFrame({"x": [1]}))
 
 
+def test_init_text_says_what_is_trained(tmp_path, monkeypatch):
+    from medadv_lib.config import get_profile
+
+    monkeypatch.setenv("MEDADV_CACHE_DIR", str(tmp_path))  # no downloaded torchvision file there
+    assert verdicts.init_text(get_profile("cpu")) == "fine-tuned from ImageNet weights"
+    assert verdicts.init_text(get_profile("smoke")) == "trained from scratch"
+    assert verdicts.init_text(get_profile("paper")) == "trained from scratch"  # resnet50's file is absent
+
+
 def test_model_and_stress_scale_numbers():
     results = pd.DataFrame({"model": ["smallcnn", "smallcnn"], "n train": [100, 300]})
-    profile = SimpleNamespace(name="smoke", data=SimpleNamespace(image_size=28))
-    assert verdicts.model_numbers(results, profile) == {"arch": "smallcnn", "image_px": 28, "n_train": 300,
-                                                        "profile_name": "smoke"}
+    profile = SimpleNamespace(name="smoke", data=SimpleNamespace(image_size=28),
+                              train=SimpleNamespace(arch="smallcnn", weights=None))
+    assert verdicts.model_numbers(results, profile) == {"arch": "smallcnn", "init": "trained from scratch",
+                                                        "image_px": 28, "n_train": 300, "profile_name": "smoke"}
     frame = pd.DataFrame({"dataset": ["n", "n", "m"], "image": [0, 1, 0], "layer": ["p", "p", "p"],
                           "channel": [3, 4, 3]})
     stress = {"n": SimpleNamespace(n_reference=50, layers=["block3", "penultimate"]),

@@ -30,6 +30,7 @@ from ..density import TorchGaussianMixture
 __all__ = [
     "ClassGaussian",
     "classifier_weights",
+    "descent_direction",
     "feature_gradient",
     "feature_gradient_check",
     "fixed_direction_frame",
@@ -76,13 +77,34 @@ def feature_gradient(h, weight, bias, target) -> np.ndarray:
     -------
     np.ndarray, (N, D)
     """
-    h, weight, bias = _np(h), _np(weight), _np(bias)
+    h, weight, bias = (np.asarray(_np(a), dtype=np.float64) for a in (h, weight, bias))
     target = np.asarray(_np(target), dtype=np.int64)
     z = h @ weight.T + bias
     z -= z.max(1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(1, keepdims=True)
-    return p @ weight - weight[target]
+    # sum_k p_k (w_k - w_t), equal to p W - w_t since sum_k p_k = 1, without its cancellation: when
+    # p_t rounds to 1 the plain form loses every other term (a confident, fooled model)
+    return np.einsum("nk,nkd->nd", p, weight[None, :, :] - weight[target][:, None, :])
+
+
+def descent_direction(h, weight, bias, target) -> np.ndarray:
+    """``feature_gradient`` divided by ``1 - p_t`` (N, D): the same direction, at a scale that never underflows.
+
+    ``sum_{k != t} r_k (w_k - w_t)`` with ``r`` the softmax of the logits over the classes other
+    than ``t``. For a model whose ``p_t`` is 1 to the last bit the gradient itself is 0 (or noise),
+    but its direction, the one a cosine measures, is still defined; for two classes it is exactly
+    ``w_y - w_t``.
+    """
+    h, weight, bias = (np.asarray(_np(a), dtype=np.float64) for a in (h, weight, bias))
+    target = np.asarray(_np(target), dtype=np.int64)
+    z = h @ weight.T + bias
+    rows = np.arange(len(z))
+    z[rows, target] = -np.inf
+    z -= z.max(1, keepdims=True)
+    r = np.exp(z)
+    r /= r.sum(1, keepdims=True)
+    return np.einsum("nk,nkd->nd", r, weight[None, :, :] - weight[target][:, None, :])
 
 
 def feature_gradient_check(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
@@ -240,9 +262,9 @@ def fixed_direction_frame(result, classifier, *, gaussian: ClassGaussian | None 
     for s in range(steps):
         h = feats[s]
         if targeted:
-            step_dir = -feature_gradient(h, weight, bias, t)
+            step_dir = -descent_direction(h, weight, bias, t)
         else:
-            step_dir = feature_gradient(h, weight, bias, y)
+            step_dir = descent_direction(h, weight, bias, y)
         z = h @ weight.T + bias
         p = np.exp(z - z.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)

@@ -30,9 +30,27 @@ def stratified_subset(labels, n: int | None, seed: int) -> np.ndarray:
         return np.arange(len(y))
     if n < 1:
         raise ValueError(f"subset size must be >= 1, got {n}")
-    classes = np.unique(y)
-    if n < len(classes):
+    strata = _strata(y)
+    n_strata = len(np.unique(strata))
+    if n < n_strata or len(y) - n < n_strata:
         rng = np.random.default_rng(seed)
         return np.sort(rng.choice(len(y), size=n, replace=False))
-    _, chosen = train_test_split(np.arange(len(y)), test_size=n, stratify=y, random_state=seed)
+    _, chosen = train_test_split(np.arange(len(y)), test_size=n, stratify=strata, random_state=seed)
     return np.sort(chosen)
+
+
+def _strata(y: np.ndarray) -> np.ndarray:
+    """``y``, with classes of a single item pooled into one stratum (scikit-learn cannot split a class
+    of one; this happens to the correctly classified images of a weak model). A pooled stratum of one
+    item joins the largest class. Labels without such classes are returned unchanged, so their subsets
+    are the same as before this existed."""
+    classes, counts = np.unique(y, return_counts=True)
+    rare = classes[counts < 2]
+    if not len(rare):
+        return y
+    strata = y.astype(np.int64).copy()
+    pooled = np.isin(y, rare)
+    strata[pooled] = int(classes.max()) + 1
+    if pooled.sum() < 2:
+        strata[pooled] = int(classes[np.argmax(counts)])
+    return strata

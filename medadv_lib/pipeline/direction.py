@@ -28,7 +28,7 @@ from .adversarial import attack_subset
 from .models import TrainedModel
 
 #: Bump when the measurement changes its numbers (invalidates cached ``direction`` stages).
-DIRECTION_VERSION = "1"
+DIRECTION_VERSION = "2"  # 2: grad_cos from the cancellation-free descent direction
 #: The targeted iterative attacks that record per-step features.
 DIRECTION_ATTACKS = ("bim", "pgd")
 

@@ -119,3 +119,20 @@ def test_needs_recorded_features():
         fixed_direction_frame(result, BINARY)
     with pytest.raises(TypeError, match="classifier"):
         classifier_weights("not a model")
+
+
+def test_gradient_and_direction_survive_a_fully_confident_model():
+    """When p_t rounds to 1 the plain p W - w_t cancels to noise; the stable forms keep the direction."""
+    from medadv_lib.analysis.fixed_direction import descent_direction
+
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(2, 16)), np.zeros(2)
+    t = np.array([1, 1])
+    h = np.stack([w[1] - w[0], w[1] - w[0]]) * np.array([[3.0], [400.0]])  # moderate, then p_t == 1.0
+    plain = (lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))(h @ w.T + b) @ w - w[t]
+    stable = feature_gradient(h, w, b, t)
+    assert np.allclose(stable[0], plain[0], rtol=1e-12)  # same value where nothing cancels
+    d = descent_direction(h, w, b, t)
+    cos = (d * (w[0] - w[1])).sum(1) / np.linalg.norm(d, axis=1) / np.linalg.norm(w[0] - w[1])
+    assert np.allclose(cos, 1.0, atol=1e-12)  # exactly w_y - w_t for two classes, also when p_t == 1
+

@@ -172,6 +172,20 @@ def test_stratified_subset_is_seeded_and_keeps_proportions():
     assert len(stratified_subset(labels, None, 0)) == 1000
 
 
+@pytest.mark.parametrize("labels", [[0] * 30 + [1] * 20 + [2] + [6],  # two classes of one item
+                                    [0] * 30 + [1] * 20 + [2],  # one: it joins the largest class
+                                    [0] * 3 + [1] * 2 + [5]])  # nearly all kept: too few left to stratify
+def test_stratified_subset_with_classes_of_one_item(labels):
+    """Correctly classified images of a weak model can leave a class with a single image."""
+    labels = np.array(labels)
+    n = len(labels) - 2
+    a = stratified_subset(labels, n, seed=0)
+    assert len(a) == len(set(a)) == n and (a == stratified_subset(labels, n, seed=0)).all()
+    if len(labels) > 10:
+        counts = np.bincount(labels[a], minlength=2)
+        assert counts[0] >= 28 and counts[1] >= 18  # the large classes keep their share
+
+
 def test_registry_3d_medmnist_entries(tmp_path):
     from medmnist.info import INFO
 
