@@ -195,6 +195,10 @@ def check_size(size, native_size: int) -> int:
     return int(size)
 
 
+#: The last upsampled data set (CIFAR-10 at 128 px is 3 GB and takes seconds to compute), by key.
+_LAST_UPSAMPLED: dict = {}
+
+
 def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathLike | None = None,
                  val_fraction: float = 0.1, seed: int = 0, cache: Cache | None = None,
                  verify_checksum: bool = True) -> Dataset:
@@ -236,9 +240,13 @@ def load_dataset(name: str, size: int | None = None, *, data_dir: str | os.PathL
         # readers always decoded at the native size and resized afterwards.
         native = load_dataset(name, None, data_dir=data_dir, val_fraction=val_fraction, seed=seed, cache=cache,
                               verify_checksum=verify_checksum)
-        splits = {s: ImageSplit(torch.from_numpy(resize_uint8(split.images.numpy(), size)), split.labels)
-                  for s, split in native.splits.items()}
-        return Dataset(info, size, splits, native.source, f"{native.cache_key}-upsampled-{size}px")
+        key = f"{native.cache_key}-upsampled-{size}px"
+        if key not in _LAST_UPSAMPLED:  # one entry: a loop over models of one set reuses it
+            splits = {s: ImageSplit(torch.from_numpy(resize_uint8(split.images.numpy(), size)), split.labels)
+                      for s, split in native.splits.items()}
+            _LAST_UPSAMPLED.clear()
+            _LAST_UPSAMPLED[key] = Dataset(info, size, splits, native.source, key)
+        return _LAST_UPSAMPLED[key]
     if path.is_dir():
         fingerprint = f"folder:{path}:{sum(1 for _ in path.rglob('*'))}"
     else:

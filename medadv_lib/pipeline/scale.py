@@ -146,7 +146,7 @@ def scale_study(names, profile: Profile, *, seed: int = 0, device: str | None = 
         for init in INITS:
             cfg = study_profile(profile, size, init, s)
             began = time.perf_counter()
-            for name in names:
+            for name in reversed(names) if init == "imagenet" else names:  # the last set loaded comes first
                 start = time.perf_counter()
                 tm = trained_model(name, cfg, seed=seed, device=device, progress=progress,
                                    desc=f"{name} {size} px {init}")
