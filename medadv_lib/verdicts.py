@@ -497,7 +497,12 @@ def scale_numbers(answer: pd.DataFrame, models: pd.DataFrame, *, natural: str, e
         out["pretraining_gain"], out["resolution_gain"] = pre, res
         if math.isfinite(pre) and math.isfinite(res):
             bigger = "ImageNet pre-training" if pre > res else f"resolution ({lo} to {hi} px)"
+            per_init = " and ".join(f"{shift.loc[hi, i] / shift.loc[lo, i]:.1f} {'from ImageNet' if i == 'imagenet' else 'from scratch'}"
+                                    for i in ("imagenet", "scratch") if shift.loc[lo, i] > 0)
             out["scale_factor"] = (f"Of the two factors, {bigger} moves the medical features more: pre-training "
                                    f"multiplies the median shift by {pre:.1f} on average over the sizes, going from "
-                                   f"{lo} to {hi} px by {res:.1f} on average over the initialisations.")
+                                   f"{lo} to {hi} px by {res:.1f} on average over the initialisations "
+                                   f"({per_init}).")
+        ratio = frame.pivot(index="image_px", columns="init", values="medical / natural")
+        out["ratio_imagenet"] = ", ".join(f"{_ratio(ratio.loc[s, 'imagenet'])} at {int(s)} px" for s in ratio.index)
     return out

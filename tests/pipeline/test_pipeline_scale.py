@@ -85,6 +85,8 @@ def test_scale_numbers_sentences():
     assert math.isclose(numbers["pretraining_gain"], math.sqrt(0.3 / 0.2 * 3.0 / 0.8))
     assert math.isclose(numbers["resolution_gain"], math.sqrt(0.8 / 0.2 * 3.0 / 0.3))
     assert numbers["scale_factor"].startswith("Of the two factors, resolution (28 to 128 px)")
+    assert "(10.0 from ImageNet and 4.0 from scratch)" in numbers["scale_factor"]
+    assert numbers["ratio_imagenet"] == "1.00 at 28 px, 3.00 at 128 px"
     none = fragility_table(_study({(28, "scratch"): {"chestxray": 0.1, "cifar10": 0.4}}), "cifar10")
     assert verdicts.scale_numbers(none, study.models, natural="cifar10", eps_k=1)["scale_where"] == "in none of the 1 cell"
     with pytest.raises(ValueError, match="empty"):
