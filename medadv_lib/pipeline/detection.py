@@ -179,7 +179,8 @@ def detection_benchmark(tm, profile, runs: Iterable[tuple[str, float]], detector
         results.append(table)
         s = payload["scores"].copy()
         s["dataset"], s["attack"], s["eps"] = name, attack, float(eps)
-        scores.append(s)
+        if len(s):  # a run without AEs has no scores; its empty object-typed frame would make is_adv object
+            scores.append(s)
     columns = result_columns(tnr) + ["eps_k", "cached"]
     frame = pd.concat(results, ignore_index=True)[columns] if results else pd.DataFrame(columns=columns)
     return DetectionBenchmark(results=frame, scores=pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(),

@@ -106,7 +106,7 @@ def roc_figure(scores: pd.DataFrame, *, detectors: Sequence[str], attack: str, e
             d = part[part["detector"] == det]
             if d.empty or d["is_adv"].nunique() < 2:
                 continue
-            fpr, tpr, _ = roc_curve(d["is_adv"], d["score"])
+            fpr, tpr, _ = roc_curve(d["is_adv"].astype(int), d["score"].astype(float))
             ax.plot(fpr, tpr, color=PALETTE[k % len(PALETTE)], lw=1.6, label=det)
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
         ax.axvline(0.1, color="0.4", lw=0.8, ls=":")

@@ -30,3 +30,16 @@ def test_roc_figure_draws_one_curve_per_detector_with_scores():
     # KD's ROC curve plus the chance diagonal; MAHA has no scores and draws nothing
     assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == ["KD"]
     assert "(medical)" in ax.get_title()
+
+
+def test_roc_figure_accepts_object_columns():
+    """Scores concatenated with an empty (object-typed) frame of a run without AEs still plot."""
+    scores = pd.DataFrame({"detector": "KD", "kind": ["clean", "noisy", "adv"] * 10, "index": np.arange(30),
+                           "is_adv": [0, 0, 1] * 10, "score": np.linspace(0, 1, 30), "dataset": "med",
+                           "attack": "bim", "eps": 8 / 256})
+    empty = pd.DataFrame(columns=["detector", "kind", "index", "is_adv", "score"]).assign(dataset="med", attack="bim",
+                                                                                           eps=4 / 256)
+    mixed = pd.concat([empty, scores], ignore_index=True)
+    assert mixed["is_adv"].dtype == object
+    fig = plotting.roc_figure(mixed, detectors=["KD"], attack="bim")
+    assert [line.get_label() for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")] == ["KD"]
