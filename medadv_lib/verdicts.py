@@ -451,7 +451,8 @@ def scale_numbers(answer: pd.DataFrame, models: pd.DataFrame, *, natural: str, e
         ``scale_pretraining`` (sentences: the medical sets' mean shift and PGD accuracy drop across
         sizes and initialisations), ``scale_factor`` (the factor that multiplies the shift more),
         ``pretraining_gain`` and ``resolution_gain`` (those multipliers: geometric means over the
-        other factor's levels), ``scale_holds``, ``scale_cells``.
+        other factor's levels), ``ratio_imagenet`` (the ImageNet cells' medical / natural ratios),
+        ``scale_holds``, ``scale_cells``.
     """
     if answer.empty:
         raise ValueError("answer is empty; run the study first")
@@ -476,9 +477,9 @@ def scale_numbers(answer: pd.DataFrame, models: pd.DataFrame, *, natural: str, e
     out = {"scale_where": where, "scale_holds": len(holds), "scale_cells": n, "ratio_range": ratio_range}
     out["scale_resolution"] = ("Resolution: from " + f"{lo} to {hi} px the medical median shift at {eps_k:g}/256 goes "
                                + "; ".join(f"from {shift.loc[lo, i]:.2f} to {shift.loc[hi, i]:.2f} ({i})" for i in shift.columns)
-                               + f", CIFAR-10's " + "; ".join(f"from {nat.loc[lo, i]:.2f} to {nat.loc[hi, i]:.2f} ({i})"
+                               + f", {natural}'s " + "; ".join(f"from {nat.loc[lo, i]:.2f} to {nat.loc[hi, i]:.2f} ({i})"
                                                              for i in nat.columns) + ".")
-    out["scale_pretraining"] = out["scale_factor"] = ""
+    out["scale_pretraining"] = out["scale_factor"] = out["ratio_imagenet"] = ""
     if {"imagenet", "scratch"} <= set(shift.columns):
         out["scale_pretraining"] = (
             "Pre-training: at the same size the medical shift is "
