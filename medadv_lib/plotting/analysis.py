@@ -254,7 +254,7 @@ def scale_plot(stress: pd.DataFrame, *, eps_k: float, natural: Sequence[str] | N
     colors = dataset_colors(names, natural)
     layers, inits = list(dict.fromkeys(sub["layer"])), list(dict.fromkeys(sub["init"]))
     fig = new_figure(width=3.3 * len(inits), height=2.7 * len(layers))
-    axes = np.atleast_2d(fig.subplots(len(layers), len(inits), sharex=True, sharey="row", squeeze=False))
+    axes = fig.subplots(len(layers), len(inits), sharex=True, sharey="row", squeeze=False)
     sizes = sorted(set(sub["image_px"]))
     for i, layer in enumerate(layers):
         for j, init in enumerate(inits):

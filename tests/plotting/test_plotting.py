@@ -69,3 +69,18 @@ def test_dataset_colors_follow_the_registry_domain():
     assert colors["chestxray"] != colors["cifar10"] and colors["toy"] != colors["cifar10"]
     assert plotting.natural_datasets(["chestxray", "cifar10", "toy"]) == {"cifar10"}
     assert plotting.natural_datasets(["chestxray", "cifar10"], natural=["chestxray"]) == {"chestxray"}
+
+
+def test_scale_plot_panels_per_layer_and_initialisation():
+    rows = [{"image_px": px, "init": init, "dataset": name, "layer": layer, "direction": d, "eps_k": 1.0,
+             "median_shift_z": px / 28 * (2 if init == "imagenet" else 1)}
+            for px in (28, 64) for init in ("scratch", "imagenet") for name in ("chestxray", "cifar10")
+            for layer in ("intermediate", "penultimate") for d in ("max", "min")]
+    fig = plotting.scale_plot(pd.DataFrame(rows), eps_k=1)
+    assert [ax.get_title() for ax in fig.axes] == ["intermediate, scratch", "intermediate, imagenet",
+                                                   "penultimate, scratch", "penultimate, imagenet"]
+    lines = [l for l in fig.axes[1].get_lines() if not l.get_label().startswith("_")]
+    assert [l.get_linestyle() for l in lines] == ["-", "--"]  # CIFAR-10 (natural) dashed
+    assert list(lines[0].get_ydata()) == [2.0, 2 * 64 / 28]
+    with pytest.raises(ValueError, match="no maximising rows"):
+        plotting.scale_plot(pd.DataFrame(rows), eps_k=4)
